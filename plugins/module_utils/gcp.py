@@ -1,0 +1,286 @@
+# -*- coding: utf-8 -*-
+# Copyright: (c) 2026, deployml.mlops contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+"""Authentication, endpoints, requests with retry, and Google API errors for every module.
+
+The modules speak the public REST contracts (the discovery documents) through google-auth's
+authorized session. One request path means one retry policy and one error message for all APIs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import re
+import time
+import traceback
+
+from ansible.module_utils.basic import AnsibleModule, env_fallback, missing_required_lib
+from ansible.module_utils.errors import AnsibleFallbackNotFound
+
+DEFAULT_SCOPES = ["https://www.googleapis.com/auth/cloud-platform"]
+
+# API name -> (public endpoint, conventional emulator variable or None).
+APIS = {
+    "bigquery": ("https://bigquery.googleapis.com", "BIGQUERY_EMULATOR_HOST"),
+    "storage": ("https://storage.googleapis.com", "STORAGE_EMULATOR_HOST"),
+}
+
+RETRYABLE_STATUS = frozenset((429, 500, 502, 503, 504))
+REQUEST_TIMEOUT = 60  # seconds for one HTTP exchange
+MAX_BACKOFF = 16.0
+
+
+def _project_fallback():
+    for name in ("GCP_PROJECT", "GOOGLE_CLOUD_PROJECT", "CLOUDSDK_CORE_PROJECT"):
+        if os.environ.get(name):
+            return os.environ[name]
+    raise AnsibleFallbackNotFound
+
+
+def _scopes_fallback():
+    if os.environ.get("GCP_SCOPES"):
+        return [s.strip() for s in os.environ["GCP_SCOPES"].split(",") if s.strip()]
+    raise AnsibleFallbackNotFound
+
+
+COMMON_ARGUMENT_SPEC = dict(
+    project=dict(type="str", fallback=(_project_fallback,)),
+    auth_kind=dict(
+        type="str",
+        choices=["application", "serviceaccount", "accesstoken", "anonymous"],
+        fallback=(env_fallback, ["GCP_AUTH_KIND"]),
+    ),
+    service_account_file=dict(type="path", fallback=(env_fallback, ["GCP_SERVICE_ACCOUNT_FILE"])),
+    service_account_contents=dict(
+        type="jsonarg", no_log=True, fallback=(env_fallback, ["GCP_SERVICE_ACCOUNT_CONTENTS"])
+    ),
+    access_token=dict(type="str", no_log=True, fallback=(env_fallback, ["GCP_ACCESS_TOKEN"])),
+    scopes=dict(type="list", elements="str", fallback=(_scopes_fallback,)),
+    api_endpoints=dict(type="dict"),
+    timeout=dict(type="int", default=300),
+)
+
+
+class GcpApiError(Exception):
+    """A Google API call that failed for good (after retries)."""
+
+    def __init__(self, status, reason, message, resource=None, method=None):
+        super().__init__(message)
+        self.status = status
+        self.reason = reason
+        self.message = message
+        self.resource = resource
+        self.method = method
+
+    def __str__(self):
+        where = self.resource or "request"
+        code = "HTTP %s" % self.status if self.status else "no HTTP response"
+        reason = " %s" % self.reason if self.reason else ""
+        return "%s: %s%s: %s" % (where, code, reason, self.message)
+
+    @classmethod
+    def from_response(cls, response, resource=None):
+        """Read Google's error shape: {"error": {"code", "status", "message", "errors": [{"reason"}]}}."""
+        status = response.status_code
+        try:
+            error = response.json().get("error") or {}
+        except ValueError:
+            error = {}
+        if not isinstance(error, dict):  # OAuth endpoints answer {"error": "invalid_grant", ...}
+            error = {"message": str(error)}
+        details = error.get("errors") or [{}]
+        reason = error.get("status") or details[0].get("reason") or response.reason
+        if details[0].get("reason") and details[0]["reason"] != reason:
+            reason = "%s/%s" % (reason, details[0]["reason"])
+        message = error.get("message") or (response.text or "").strip()[:500] or response.reason or "no message"
+        return cls(status, reason, message, resource=resource, method=response.request.method if response.request else None)
+
+
+class GcpModule(AnsibleModule):
+    """AnsibleModule with the common GCP options and a lazily built API client."""
+
+    def __init__(self, argument_spec, **kwargs):
+        spec = dict(COMMON_ARGUMENT_SPEC)
+        spec.update(argument_spec)
+        kwargs.setdefault("supports_check_mode", True)
+        super().__init__(argument_spec=spec, **kwargs)
+        if not self.params["project"]:
+            self.fail_json(msg="project is required: set the project option or the GCP_PROJECT environment variable")
+        self._client = None
+
+    @property
+    def client(self):
+        if self._client is None:
+            self._client = GcpClient(self)
+        return self._client
+
+    def fail_api(self, error, **kwargs):
+        self.fail_json(msg=str(error), status=error.status, reason=error.reason, **kwargs)
+
+
+def _credentials(module):
+    """Build google-auth credentials for the chosen auth_kind. Imports lazily: they cost ~0.25 s."""
+    try:
+        import google.auth
+        from google.auth.credentials import AnonymousCredentials
+        from google.oauth2 import credentials as oauth2_credentials
+        from google.oauth2 import service_account
+    except ImportError:
+        module.fail_json(msg=missing_required_lib("google-auth"), exception=traceback.format_exc())
+
+    params = module.params
+    kind = params["auth_kind"] or "application"
+    scopes = params["scopes"] or DEFAULT_SCOPES
+    if kind == "anonymous":
+        return AnonymousCredentials()
+    if kind == "accesstoken":
+        if not params["access_token"]:
+            module.fail_json(msg="auth_kind=accesstoken needs access_token (or GCP_ACCESS_TOKEN)")
+        return oauth2_credentials.Credentials(params["access_token"])
+    if kind == "serviceaccount":
+        try:
+            if params["service_account_contents"]:
+                info = params["service_account_contents"]
+                info = json.loads(info) if isinstance(info, str) else info
+                return service_account.Credentials.from_service_account_info(info, scopes=scopes)
+            if params["service_account_file"]:
+                return service_account.Credentials.from_service_account_file(
+                    params["service_account_file"], scopes=scopes
+                )
+        except (ValueError, OSError) as exc:  # never echo the key itself
+            module.fail_json(msg="cannot read the service account key (%s); check that it is a JSON key of "
+                             "type service_account" % type(exc).__name__)
+        module.fail_json(
+            msg="auth_kind=serviceaccount needs service_account_file or service_account_contents "
+            "(or GCP_SERVICE_ACCOUNT_FILE / GCP_SERVICE_ACCOUNT_CONTENTS)"
+        )
+    try:
+        credentials, _project = google.auth.default(scopes=scopes)
+    except google.auth.exceptions.DefaultCredentialsError as exc:
+        module.fail_json(msg="no Application Default Credentials found (%s); run `gcloud auth application-default "
+                         "login`, set GOOGLE_APPLICATION_CREDENTIALS, or choose another auth_kind" % exc)
+    return credentials
+
+
+def endpoint_for(api, api_endpoints=None, environ=None):
+    """Base URL of an API: option, then DEPLOYML_<API>_ENDPOINT, then the emulator variable, then Google."""
+    environ = os.environ if environ is None else environ
+    public, emulator_var = APIS[api]
+    url = (api_endpoints or {}).get(api) or environ.get("DEPLOYML_%s_ENDPOINT" % api.upper())
+    if not url and emulator_var and environ.get(emulator_var):
+        url = environ[emulator_var]
+        if "://" not in url:
+            url = "http://" + url
+    return (url or public).rstrip("/")
+
+
+def backoff_delays(deadline_seconds, base=0.5, cap=MAX_BACKOFF, rng=random.random):
+    """Full-jitter exponential backoff: yields sleeps whose sum stays within deadline_seconds."""
+    spent, attempt = 0.0, 0
+    while True:
+        delay = rng() * min(cap, base * (2 ** attempt))
+        if spent + delay > deadline_seconds:
+            return
+        spent += delay
+        attempt += 1
+        yield delay
+
+
+class GcpClient:
+    """Sends requests to Google REST APIs with retry, and turns failures into GcpApiError."""
+
+    def __init__(self, module, session=None, sleep=time.sleep):
+        self.module = module
+        self.timeout = module.params["timeout"]
+        self._session = session
+        self._sleep = sleep
+
+    @property
+    def session(self):
+        if self._session is None:
+            from google.auth.transport.requests import AuthorizedSession
+
+            self._session = AuthorizedSession(_credentials(self.module))
+        return self._session
+
+    def url(self, api, path):
+        return endpoint_for(api, self.module.params.get("api_endpoints")) + path
+
+    def request(self, method, api, path, resource=None, params=None, body=None, not_found_ok=False, headers=None):
+        """One API call. Returns the decoded JSON body ({} when empty), or None for an allowed 404."""
+        import requests
+
+        url = self.url(api, path)
+        delays = backoff_delays(self.timeout)
+        while True:
+            failure = None
+            try:
+                response = self.session.request(
+                    method, url, params=params, json=body, headers=headers, timeout=REQUEST_TIMEOUT
+                )
+            except (requests.ConnectionError, requests.Timeout) as exc:
+                failure = GcpApiError(None, type(exc).__name__, str(exc), resource=resource, method=method)
+                retry_after = None
+            else:
+                if response.status_code < 400:
+                    return response.json() if response.content else {}
+                if response.status_code == 404 and not_found_ok:
+                    return None
+                failure = GcpApiError.from_response(response, resource=resource)
+                if response.status_code not in RETRYABLE_STATUS:
+                    raise failure
+                retry_after = response.headers.get("Retry-After")
+            delay = next(delays, None)
+            if delay is None:
+                failure.message += " (gave up retrying after %ss; raise timeout to wait longer)" % self.timeout
+                raise failure
+            if retry_after and retry_after.isdigit():
+                delay = max(delay, min(float(retry_after), MAX_BACKOFF))
+            self._sleep(delay)
+
+    def get(self, api, path, resource=None, params=None):
+        """Read a resource; None when it does not exist."""
+        return self.request("GET", api, path, resource=resource, params=params, not_found_ok=True)
+
+    def wait(self, poll, is_done, resource=None, interval=1.0, max_interval=10.0):
+        """Poll a long-running operation until is_done(op) or the timeout; returns the last operation.
+
+        poll() reads the operation once. A timeout leaves the operation running on the server: the
+        message says so, and a re-run picks the resource up where it stands.
+        """
+        deadline = time.monotonic() + self.timeout
+        while True:
+            operation = poll()
+            if is_done(operation):
+                return operation
+            if time.monotonic() + interval > deadline:
+                raise GcpApiError(
+                    None, "TIMEOUT",
+                    "operation still running after %ss; it goes on in Google Cloud, run again to converge "
+                    "or raise timeout" % self.timeout,
+                    resource=resource,
+                )
+            self._sleep(interval)
+            interval = min(max_interval, interval * 1.5)
+
+
+LABEL_KEY = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
+LABEL_VALUE = re.compile(r"^[a-z0-9_-]{0,63}$")
+
+
+def label_errors(labels):
+    """Problems with a labels mapping under Google's common label rules, as messages."""
+    errors = []
+    for key, value in (labels or {}).items():
+        if not LABEL_KEY.match(str(key)):
+            errors.append("label key %r must start with a lowercase letter and hold at most 63 lowercase "
+                          "letters, digits, '_' or '-'" % key)
+        if not isinstance(value, str) or not LABEL_VALUE.match(value):
+            errors.append("label %r has value %r: use at most 63 lowercase letters, digits, '_' or '-' "
+                          "(quote numbers and booleans)" % (key, value))
+    if len(labels or {}) > 64:
+        errors.append("at most 64 labels are allowed, got %d" % len(labels))
+    return errors

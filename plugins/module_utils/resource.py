@@ -1,0 +1,195 @@
+# -*- coding: utf-8 -*-
+# Copyright: (c) 2026, deployml.mlops contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+"""The converge loop every module shares: read, compare, create/update/delete, report.
+
+A module declares a Resource (how to read, create, update and delete it, and the desired body built
+from the options the user set); converge() does the rest the same way everywhere: state
+present/absent, comparison on the fields the user set only, check mode without a single write call,
+before/after diff, and one clear failure message for any Google API error.
+"""
+
+from __future__ import annotations
+
+from ansible_collections.deployml.mlops.plugins.module_utils.gcp import GcpApiError
+
+
+class Exact(dict):
+    """A desired mapping that must match as a whole (extra keys in the actual resource count as a change).
+
+    Plain dicts compare as a subset: keys the user did not set are left to the server. Labels are
+    the usual Exact mapping: a label the user removed from the list must be removed from the resource.
+    """
+
+
+class ResourceError(Exception):
+    """A refusal the module explains to the user (invalid change, non-empty container, ...)."""
+
+
+def prune(value):
+    """Drop None values recursively: an option the user did not set is not part of the desired state."""
+    if isinstance(value, Exact):
+        return Exact((k, prune(v)) for k, v in value.items() if v is not None)
+    if isinstance(value, dict):
+        return {k: prune(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [prune(v) for v in value]
+    return value
+
+
+def _scalar_equal(desired, actual):
+    if desired == actual:
+        return True
+    # The REST APIs encode int64 as JSON strings ("3600000"); compare numbers by value.
+    if isinstance(desired, bool) or isinstance(actual, bool):
+        return False
+    if isinstance(desired, (int, float, str)) and isinstance(actual, (int, float, str)):
+        try:
+            return float(desired) == float(actual)
+        except ValueError:
+            return False
+    return False
+
+
+def differences(desired, actual, path=""):
+    """Dotted paths where actual does not hold what desired asks for.
+
+    Only keys present in desired are compared (server defaults and output-only fields never count),
+    except for Exact mappings. Lists compare item by item, in order, each item as a subset.
+    """
+    if isinstance(desired, dict):
+        if not isinstance(actual, dict):
+            return [path] if desired or isinstance(desired, Exact) or actual is not None else []
+        found = []
+        for key, value in desired.items():
+            found += differences(value, actual.get(key), "%s.%s" % (path, key) if path else key)
+        if isinstance(desired, Exact) and set(actual) - set(desired):
+            found.append(path)
+        return sorted(set(found))
+    if isinstance(desired, list):
+        if not isinstance(actual, list) or len(actual) != len(desired):
+            return [path] if desired or actual else []
+        return [path] if any(differences(d, a) for d, a in zip(desired, actual)) else []
+    return [] if _scalar_equal(desired, actual) else [path]
+
+
+def project(actual, desired):
+    """The part of actual that desired talks about: the `before` half of a diff."""
+    if isinstance(desired, dict) and isinstance(actual, dict):
+        if isinstance(desired, Exact):
+            return dict(actual)
+        return {k: project(actual[k], v) for k, v in desired.items() if k in actual}
+    return actual
+
+
+def top_level(paths):
+    return sorted({p.split(".")[0] for p in paths})
+
+
+class Resource:
+    """Declaration of one kind of GCP resource. Subclasses fill in the blanks."""
+
+    kind = "resource"            # for messages: "BigQuery dataset"
+    result_key = "resource"      # the key the resource is returned under
+    immutable = ()               # top-level fields that cannot change in place
+
+    def __init__(self, module):
+        self.module = module
+        self.params = module.params
+        self.client = module.client
+
+    @property
+    def name(self):
+        """Full resource name, used in every message."""
+        raise NotImplementedError
+
+    def validate(self):
+        """Check the options before any API call; raise ResourceError with a clear message."""
+
+    def desired(self):
+        """The resource body built from the options the user set (None values are pruned)."""
+        raise NotImplementedError
+
+    def read(self):
+        """The resource as the API returns it, or None when it does not exist."""
+        raise NotImplementedError
+
+    def create(self, desired):
+        raise NotImplementedError
+
+    def update(self, actual, desired, changed_fields):
+        """Apply the changed top-level fields; return the resource as it now is."""
+        raise NotImplementedError
+
+    def delete(self, actual):
+        raise NotImplementedError
+
+    def check_delete(self, actual):
+        """Raise ResourceError when deleting would destroy something the user did not agree to lose."""
+
+    def normalize(self, actual):
+        """Put the actual resource in the desired body's shape (aliases, casing, order) before comparing."""
+        return actual
+
+    def plan_update(self, actual, desired, changed_fields):
+        """Decide how to apply a change: return "update", or "recreate", or raise ResourceError.
+
+        By default a change to an immutable field is refused with the field's old and new values.
+        """
+        blocked = [f for f in changed_fields if f in self.immutable]
+        if blocked:
+            raise ResourceError(
+                "%s %s: %s cannot be changed in place (%s); delete and re-create the resource to change it"
+                % (self.kind, self.name, ", ".join(blocked),
+                   "; ".join("%s is %r, asked for %r" % (f, actual.get(f), desired.get(f)) for f in blocked))
+            )
+        return "update"
+
+
+def converge(resource):
+    """Bring one resource to the requested state and exit the module with the result."""
+    module = resource.module
+    state = module.params.get("state", "present")
+    result = dict(changed=False)
+    try:
+        resource.validate()
+        desired = prune(resource.desired()) if state == "present" else None
+        raw = resource.read()
+        actual = resource.normalize(raw) if raw is not None else None
+
+        if state == "absent":
+            if actual is not None:
+                resource.check_delete(raw)
+                result.update(changed=True, diff=dict(before=actual, after={}))
+                if not module.check_mode:
+                    resource.delete(raw)
+            result[resource.result_key] = {}
+            module.exit_json(**result)
+
+        if actual is None:
+            result.update(changed=True, diff=dict(before={}, after=desired))
+            after = desired if module.check_mode else resource.create(desired)
+        else:
+            changed_fields = top_level(differences(desired, actual))
+            after = raw
+            if changed_fields:
+                plan = resource.plan_update(actual, desired, changed_fields)
+                before_view = project(actual, desired)
+                after_view = dict(before_view, **{f: desired[f] for f in changed_fields})
+                result.update(changed=True, changed_fields=changed_fields,
+                              diff=dict(before=before_view, after=after_view))
+                if plan == "recreate":
+                    result["recreated"] = True
+                if not module.check_mode:
+                    if plan == "recreate":
+                        resource.delete(raw)
+                        after = resource.create(desired)
+                    else:
+                        after = resource.update(raw, desired, changed_fields)
+        result[resource.result_key] = after
+        module.exit_json(**result)
+    except ResourceError as exc:
+        module.fail_json(msg=str(exc), **result)
+    except GcpApiError as exc:
+        module.fail_api(exc, **result)
