@@ -147,6 +147,12 @@ class Resource:
         return "update"
 
 
+def _exit(module, result):
+    if not module._diff:
+        result.pop("diff", None)
+    module.exit_json(**result)
+
+
 def converge(resource):
     """Bring one resource to the requested state and exit the module with the result."""
     module = resource.module
@@ -165,7 +171,7 @@ def converge(resource):
                 if not module.check_mode:
                     resource.delete(raw)
             result[resource.result_key] = {}
-            module.exit_json(**result)
+            _exit(module, result)
 
         if actual is None:
             result.update(changed=True, diff=dict(before={}, after=desired))
@@ -188,7 +194,7 @@ def converge(resource):
                     else:
                         after = resource.update(raw, desired, changed_fields)
         result[resource.result_key] = after
-        module.exit_json(**result)
+        _exit(module, result)
     except ResourceError as exc:
         module.fail_json(msg=str(exc), **result)
     except GcpApiError as exc:

@@ -1,0 +1,90 @@
+"""Shared fixtures: the collection on sys.path, the emulators, recording proxies and a module runner."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+COLLECTIONS = ROOT / ".build" / "collections"
+LINK = COLLECTIONS / "ansible_collections" / "deployml" / "mlops"
+PROJECT = "test-project"
+
+if not LINK.exists():  # a fresh checkout: make the collection importable by its FQCN
+    LINK.parent.mkdir(parents=True, exist_ok=True)
+    LINK.symlink_to(os.path.relpath(ROOT, LINK.parent))
+sys.path.insert(0, str(COLLECTIONS))
+sys.path.insert(0, str(ROOT))
+
+from tests.standins import services  # noqa: E402
+from tests.standins.recorder import RecordingProxy  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def emulator_logs(tmp_path_factory):
+    return tmp_path_factory.mktemp("emulator-logs")
+
+
+def _emulator(name, logs):
+    process, url = services.start(name, services.free_port(), logs / ("%s.log" % name), project=PROJECT)
+    yield url
+    services.stop_process(process.pid)
+
+
+@pytest.fixture(scope="session")
+def bigquery_emulator(emulator_logs):
+    yield from _emulator("bigquery", emulator_logs)
+
+
+@pytest.fixture(scope="session")
+def storage_emulator(emulator_logs):
+    yield from _emulator("storage", emulator_logs)
+
+
+@pytest.fixture
+def bigquery(bigquery_emulator):
+    """A recording proxy in front of the BigQuery emulator, fresh for each test."""
+    proxy = RecordingProxy(bigquery_emulator)
+    yield proxy
+    proxy.close()
+
+
+@pytest.fixture
+def storage(storage_emulator):
+    proxy = RecordingProxy(storage_emulator)
+    yield proxy
+    proxy.close()
+
+
+@pytest.fixture
+def unique():
+    """A short unique suffix so tests never share a resource."""
+    return uuid.uuid4().hex[:8]
+
+
+def run_module(name, args, check=False, diff=True):
+    """Run a collection module the way Ansible does (a new Python process, JSON in and out)."""
+    payload = dict(args, _ansible_check_mode=check, _ansible_diff=diff)
+    env = dict(os.environ, PYTHONPATH=str(COLLECTIONS))
+    proc = subprocess.run(
+        [sys.executable, "-m", "ansible_collections.deployml.mlops.plugins.modules." + name],
+        input=json.dumps({"ANSIBLE_MODULE_ARGS": payload}), capture_output=True, text=True, env=env,
+        timeout=300, check=False,
+    )
+    # The module's JSON result is the last line; it exits 1 on failure.
+    lines = [line for line in proc.stdout.splitlines() if line.strip()]
+    assert lines, "module %s printed nothing; stderr:\n%s" % (name, proc.stderr)
+    result = json.loads(lines[-1])
+    result["rc"] = proc.returncode
+    return result
+
+
+@pytest.fixture
+def gcp_module():
+    return run_module

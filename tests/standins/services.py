@@ -1,0 +1,142 @@
+"""Start and stop the local stand-ins for Google APIs: the BigQuery and Cloud Storage emulators.
+
+Used by the pytest fixtures (ephemeral ports) and by `make local` (fixed ports, pid and log files):
+
+    python -m tests.standins.services start --dir .local   # prints the endpoints
+    python -m tests.standins.services stop --dir .local
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import requests
+
+ROOT = Path(__file__).resolve().parents[2]
+DEFAULT_PORTS = {"bigquery": 9050, "storage": 9023}
+
+
+def free_port():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def ensure_duckdb_spatial():
+    """bqemulator loads DuckDB's spatial extension; offline it must come from the PyPI package."""
+    import duckdb
+    import duckdb_extension_spatial
+
+    version = "v" + duckdb.__version__
+    arch = {"x86_64": "amd64", "aarch64": "arm64", "arm64": "arm64"}[platform.machine()]
+    source = Path(duckdb_extension_spatial.__file__).parent / "extensions" / version / "spatial.duckdb_extension"
+    target = Path.home() / ".duckdb" / "extensions" / version / ("linux_" + arch) / "spatial.duckdb_extension"
+    if not target.exists():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(source, target)
+
+
+def command(name, port, project):
+    if name == "bigquery":
+        ensure_duckdb_spatial()
+        return [sys.executable, "-m", "tests.standins.bigquery_emulator", "start", "--rest-port", str(port), "--grpc-port", str(free_port()),
+                "--project", project, "--log-level", "warning"]
+    return [sys.executable, "-m", "tests.standins.storage_emulator", "--port", str(port)]
+
+
+def ready_url(name, url):
+    return url + ("/bigquery/v2/projects/ready-check/datasets" if name == "bigquery" else "/storage/v1/b")
+
+
+def wait_ready(name, url, process, timeout=60):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise RuntimeError("%s emulator exited with code %s" % (name, process.returncode))
+        try:
+            if requests.get(ready_url(name, url), timeout=2).status_code < 500:
+                return
+        except requests.ConnectionError:
+            pass
+        time.sleep(0.2)
+    raise RuntimeError("%s emulator not ready at %s after %ss" % (name, url, timeout))
+
+
+def start(name, port, log_path, project="local-project"):
+    """Start one emulator in the background; returns (process, url) once it answers."""
+    log = open(log_path, "ab")  # pylint: disable=consider-using-with
+    process = subprocess.Popen(command(name, port, project), stdout=log, stderr=subprocess.STDOUT,
+                               cwd=ROOT, start_new_session=True)
+    url = "http://127.0.0.1:%d" % port
+    try:
+        wait_ready(name, url, process)
+    except RuntimeError:
+        stop_process(process.pid)
+        raise RuntimeError("%s emulator failed to start; see %s" % (name, log_path)) from None
+    return process, url
+
+
+def stop_process(pid, timeout=10):
+    try:
+        os.killpg(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(pid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.1)
+    os.killpg(pid, signal.SIGKILL)
+
+
+def cli_start(state_dir, project):
+    state_dir.mkdir(parents=True, exist_ok=True)
+    for name, port in DEFAULT_PORTS.items():
+        pid_file = state_dir / ("%s.pid" % name)
+        url = "http://127.0.0.1:%d" % port
+        if pid_file.exists():
+            try:
+                wait_ready(name, url, None, timeout=2)
+                print("%s emulator already running at %s" % (name, url))
+                continue
+            except RuntimeError:
+                pid_file.unlink()
+        process, url = start(name, port, state_dir / ("%s.log" % name), project)
+        pid_file.write_text(str(process.pid))
+        print("%s emulator running at %s (pid %d, log %s)" % (name, url, process.pid, state_dir / ("%s.log" % name)))
+
+
+def cli_stop(state_dir):
+    for name in DEFAULT_PORTS:
+        pid_file = state_dir / ("%s.pid" % name)
+        if pid_file.exists():
+            stop_process(int(pid_file.read_text()))
+            pid_file.unlink()
+            print("%s emulator stopped" % name)
+
+
+def main():
+    parser = argparse.ArgumentParser(description="local stand-ins for Google APIs")
+    parser.add_argument("action", choices=["start", "stop"])
+    parser.add_argument("--dir", default=".local", type=Path, help="pid and log files")
+    parser.add_argument("--project", default="local-project")
+    args = parser.parse_args()
+    if args.action == "start":
+        cli_start(args.dir, args.project)
+    else:
+        cli_stop(args.dir)
+
+
+if __name__ == "__main__":
+    main()
