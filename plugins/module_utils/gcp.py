@@ -86,11 +86,13 @@ class GcpApiError(Exception):
         """Read Google's error shape: {"error": {"code", "status", "message", "errors": [{"reason"}]}}."""
         status = response.status_code
         try:
-            error = response.json().get("error") or {}
+            body = response.json()
         except ValueError:
-            error = {}
-        if not isinstance(error, dict):  # OAuth endpoints answer {"error": "invalid_grant", ...}
-            error = {"message": str(error)}
+            body = None
+        error = (body.get("error") if isinstance(body, dict) else None) or {}
+        if not isinstance(error, dict):  # OAuth endpoints answer {"error": "invalid_grant", "error_description": ...}
+            description = body.get("error_description")
+            error = {"message": "%s: %s" % (error, description) if description else str(error)}
         details = error.get("errors") or [{}]
         reason = error.get("status") or details[0].get("reason") or response.reason
         if details[0].get("reason") and details[0]["reason"] != reason:
@@ -150,7 +152,7 @@ def _credentials(module):
                 return service_account.Credentials.from_service_account_file(
                     params["service_account_file"], scopes=scopes
                 )
-        except (ValueError, OSError) as exc:  # never echo the key itself
+        except (ValueError, OSError, TypeError, AttributeError) as exc:  # never echo the key itself (a JSON list: AttributeError)
             module.fail_json(msg="cannot read the service account key (%s); check that it is a JSON key of "
                              "type service_account" % type(exc).__name__)
         module.fail_json(
@@ -203,7 +205,11 @@ class GcpClient:
         if self._session is None:
             from google.auth.transport.requests import AuthorizedSession
 
-            self._session = AuthorizedSession(_credentials(self.module))
+            credentials = _credentials(self.module)
+            # Anonymous credentials cannot be refreshed: a 401 (from an emulator) is an answer to report,
+            # not a cue to refresh (which would raise InvalidOperation).
+            anonymous = (self.module.params["auth_kind"] or "application") == "anonymous"
+            self._session = AuthorizedSession(credentials, refresh_status_codes=() if anonymous else (401,))
         return self._session
 
     def url(self, api, path):
@@ -211,19 +217,25 @@ class GcpClient:
 
     def request(self, method, api, path, resource=None, params=None, body=None, not_found_ok=False, headers=None):
         """One API call. Returns the decoded JSON body ({} when empty), or None for an allowed 404."""
+        session = self.session  # first: it fails with a clear message when google-auth is missing
         import requests
+        from google.auth import exceptions as auth_exceptions
 
         url = self.url(api, path)
         delays = backoff_delays(self.timeout)
         while True:
             failure = None
             try:
-                response = self.session.request(
+                response = session.request(
                     method, url, params=params, json=body, headers=headers, timeout=REQUEST_TIMEOUT
                 )
-            except (requests.ConnectionError, requests.Timeout) as exc:
+            except (requests.ConnectionError, requests.Timeout, auth_exceptions.TransportError) as exc:
                 failure = GcpApiError(None, type(exc).__name__, str(exc), resource=resource, method=method)
                 retry_after = None
+            except auth_exceptions.GoogleAuthError as exc:  # the token could not be obtained or refreshed
+                raise GcpApiError(None, type(exc).__name__, "cannot obtain an access token for auth_kind=%s: %s"
+                                  % (self.module.params["auth_kind"] or "application", exc),
+                                  resource=resource, method=method) from None
             else:
                 if response.status_code < 400:
                     return response.json() if response.content else {}

@@ -38,15 +38,28 @@ def prune(value):
     return value
 
 
+def _number(value):
+    """A number, or a string that spells one, as int when it is integral (int64 beyond float precision)."""
+    if isinstance(value, (int, float)):
+        return value
+    try:
+        return int(value)
+    except ValueError:
+        return float(value)
+
+
 def _scalar_equal(desired, actual):
+    # True == 1 in Python, but a boolean field holding 1 (or a number field holding True) is a change.
+    if isinstance(desired, bool) or isinstance(actual, bool):
+        return type(desired) is type(actual) and desired == actual
     if desired == actual:
         return True
-    # The REST APIs encode int64 as JSON strings ("3600000"); compare numbers by value.
-    if isinstance(desired, bool) or isinstance(actual, bool):
-        return False
-    if isinstance(desired, (int, float, str)) and isinstance(actual, (int, float, str)):
+    # The REST APIs encode int64 as JSON strings ("3600000"): a number and a string compare by value.
+    # Two strings compare as text: label "01" is not label "1".
+    if isinstance(desired, (int, float)) != isinstance(actual, (int, float)) and \
+            isinstance(desired, (int, float, str)) and isinstance(actual, (int, float, str)):
         try:
-            return float(desired) == float(actual)
+            return _number(desired) == _number(actual)
         except ValueError:
             return False
     return False
@@ -60,7 +73,8 @@ def differences(desired, actual, path=""):
     """
     if isinstance(desired, dict):
         if not isinstance(actual, dict):
-            return [path] if desired or isinstance(desired, Exact) or actual is not None else []
+            # An empty mapping asks for nothing when the field is absent (APIs omit empty maps such as labels).
+            return [path] if desired or actual is not None else []
         found = []
         for key, value in desired.items():
             found += differences(value, actual.get(key), "%s.%s" % (path, key) if path else key)
@@ -85,6 +99,21 @@ def project(actual, desired):
 
 def top_level(paths):
     return sorted({p.split(".")[0] for p in paths})
+
+
+def patch_body(actual, desired, changed_fields):
+    """The PATCH body for the changed top-level fields.
+
+    Google APIs merge the maps of a PATCH body into the resource, so an Exact mapping (labels) also
+    sends each key it no longer holds as null, which removes it.
+    """
+    body = {}
+    for field in changed_fields:
+        value = desired[field]
+        if isinstance(value, Exact):
+            value = dict({key: None for key in actual.get(field) or {}}, **value)
+        body[field] = value
+    return body
 
 
 class Resource:
@@ -132,6 +161,11 @@ class Resource:
         """Put the actual resource in the desired body's shape (aliases, casing, order) before comparing."""
         return actual
 
+    def changes(self, actual, desired):
+        """Top-level fields whose desired value the resource does not hold. Override for a field that
+        needs its own comparison (a table schema is matched by column name, not by position)."""
+        return top_level(differences(desired, actual))
+
     def plan_update(self, actual, desired, changed_fields):
         """Decide how to apply a change: return "update", or "recreate", or raise ResourceError.
 
@@ -177,7 +211,7 @@ def converge(resource):
             result.update(changed=True, diff=dict(before={}, after=desired))
             after = desired if module.check_mode else resource.create(desired)
         else:
-            changed_fields = top_level(differences(desired, actual))
+            changed_fields = resource.changes(actual, desired)
             after = raw
             if changed_fields:
                 plan = resource.plan_update(actual, desired, changed_fields)

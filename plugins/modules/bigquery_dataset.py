@@ -82,7 +82,7 @@ extends_documentation_fragment:
   - deployml.mlops.gcp
   - deployml.mlops.gcp.attributes
 author:
-  - deployml.mlops contributors
+  - deployml.mlops contributors (@deployml)
 """
 
 EXAMPLES = r"""
@@ -130,7 +130,8 @@ import re
 
 from ansible_collections.deployml.mlops.plugins.module_utils.bigquery import dataset_path, list_tables
 from ansible_collections.deployml.mlops.plugins.module_utils.gcp import GcpModule, label_errors
-from ansible_collections.deployml.mlops.plugins.module_utils.resource import Exact, Resource, ResourceError, converge
+from ansible_collections.deployml.mlops.plugins.module_utils.resource import (
+    Exact, Resource, ResourceError, converge, patch_body)
 
 DATASET_ID = re.compile(r"^[A-Za-z0-9_]{1,1024}$")
 # BigQuery reports the basic dataset roles by their legacy names.
@@ -213,10 +214,8 @@ class Dataset(Resource):
                                    resource=self.name, body=desired)
 
     def update(self, actual, desired, changed_fields):
-        patch = {field: desired[field] for field in changed_fields}
-        if "labels" in patch:  # PATCH merges maps: a label is removed by sending it as null
-            patch["labels"] = dict({k: None for k in actual.get("labels", {})}, **desired["labels"])
-        return self.client.request("PATCH", "bigquery", self.path, resource=self.name, body=patch,
+        return self.client.request("PATCH", "bigquery", self.path, resource=self.name,
+                                   body=patch_body(actual, desired, changed_fields),
                                    headers={"If-Match": actual["etag"]} if actual.get("etag") else None)
 
     def check_delete(self, actual):

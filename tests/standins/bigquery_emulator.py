@@ -1,60 +1,121 @@
-"""bqemulator, started with one fidelity fix so label updates behave as in BigQuery.
+"""bqemulator, started with fidelity fixes where it departs from BigQuery in ways our modules meet.
 
-BigQuery PATCH merges the `labels` map and removes a label sent as null (the documented way to delete
-one). bqemulator replaces the whole map and answers HTTP 500 to a null value. Our modules send the real
-request (every wanted label, plus null for each label to remove), so dropping the nulls before the
-emulator sees them gives BigQuery's result. Run with bqemulator's own arguments:
-python -m tests.standins.bigquery_emulator start --rest-port 9050 ...
+- BigQuery PATCH merges the `labels` map and removes a label sent as null (the documented way to delete
+  one); bqemulator replaces the whole map and answers HTTP 500 to a null value. Our modules send the real
+  request (every wanted label, plus null for each label to remove), so the nulls are dropped here.
+- bqemulator ignores a table's `requirePartitionFilter`; it is kept here and put back in table responses.
+- A table insert into a missing dataset gets HTTP 500 from bqemulator (which clients retry); BigQuery
+  answers 404 notFound, and so does this wrapper.
+
+Run with bqemulator's own arguments: python -m tests.standins.bigquery_emulator start --rest-port 9050 ...
 """
 
 from __future__ import annotations
 
 import json
+import re
 
 import bqemulator.server
 from bqemulator.cli import main as bqemulator_main
 
 _emulator_create_app = bqemulator.server.create_app
+TABLES = re.compile(r"^/bigquery/v2/projects/([^/]+)/datasets/([^/]+)/tables(?:/([^/]+))?$")
+DATASET = re.compile(r"^/bigquery/v2/projects/([^/]+)/datasets/([^/]+)$")
 
 
-class DropNullLabels:
-    """ASGI middleware: remove null-valued labels from PATCH/PUT bodies."""
+async def _read_body(receive):
+    chunks, more = [], True
+    while more:
+        message = await receive()
+        chunks.append(message.get("body", b""))
+        more = message.get("more_body", False)
+    return b"".join(chunks)
+
+
+def _json(body):
+    try:
+        return json.loads(body)
+    except ValueError:
+        return None
+
+
+class Fidelity:
+    """ASGI middleware in front of bqemulator's app."""
 
     def __init__(self, app):
         self.app = app
+        self.require_partition_filter = {}  # (project, dataset, table) -> bool
 
-    async def __call__(self, scope, receive, send):
-        if scope["type"] != "http" or scope["method"] not in ("PATCH", "PUT"):
-            return await self.app(scope, receive, send)
-        chunks, more = [], True
-        while more:
-            message = await receive()
-            chunks.append(message.get("body", b""))
-            more = message.get("more_body", False)
-        body = b"".join(chunks)
-        try:
-            resource = json.loads(body)
-        except ValueError:
-            resource = None
-        if isinstance(resource, dict) and isinstance(resource.get("labels"), dict):
-            resource["labels"] = {k: v for k, v in resource["labels"].items() if v is not None}
-            body = json.dumps(resource).encode()
-            headers = [(k, v) for k, v in scope["headers"] if k != b"content-length"]
-            scope = dict(scope, headers=headers + [(b"content-length", str(len(body)).encode())])
-        delivered = False
+    async def call(self, scope, body):
+        """Run one request through the emulator; returns (status, headers, body)."""
+        sent = {"body": b""}
 
-        async def replay():
-            nonlocal delivered
-            if delivered:
-                return await receive()
-            delivered = True
+        async def receive():
             return {"type": "http.request", "body": body, "more_body": False}
 
-        return await self.app(scope, replay, send)
+        async def send(message):
+            if message["type"] == "http.response.start":
+                sent["status"], sent["headers"] = message["status"], message.get("headers", [])
+            else:
+                sent["body"] += message.get("body", b"")
+
+        headers = [(k, v) for k, v in scope["headers"] if k != b"content-length"]
+        scope = dict(scope, headers=headers + [(b"content-length", str(len(body)).encode())])
+        await self.app(scope, receive, send)
+        return sent["status"], sent["headers"], sent["body"]
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        method, path = scope["method"], scope["path"]
+        tables = TABLES.match(path)
+        body = await _read_body(receive)
+        resource = _json(body) if body else None
+
+        if method in ("PATCH", "PUT") and isinstance(resource, dict) and isinstance(resource.get("labels"), dict):
+            resource["labels"] = {k: v for k, v in resource["labels"].items() if v is not None}
+            body = json.dumps(resource).encode()
+
+        if tables and method == "POST" and not tables.group(3):
+            dataset_scope = dict(scope, method="GET", path=path.rsplit("/tables", 1)[0], query_string=b"")
+            status, _headers, _body = await self.call(dataset_scope, b"")
+            if status == 404:
+                project, dataset = tables.group(1), tables.group(2)
+                message = "Not found: Dataset %s:%s" % (project, dataset)
+                return await self.answer(send, 404, {"error": {"code": 404, "message": message, "status": "NOT_FOUND",
+                                                               "errors": [{"reason": "notFound", "message": message}]}})
+
+        status, headers, answer = await self.call(scope, body)
+        if tables and status < 300 and method != "DELETE":
+            table = _json(answer)
+            if isinstance(table, dict) and table.get("tableReference"):
+                ref = table["tableReference"]
+                key = (ref["projectId"], ref["datasetId"], ref["tableId"])
+                if isinstance(resource, dict) and "requirePartitionFilter" in resource:
+                    self.require_partition_filter[key] = resource["requirePartitionFilter"]
+                if self.require_partition_filter.get(key) is not None:
+                    table["requirePartitionFilter"] = self.require_partition_filter[key]
+                answer = json.dumps(table).encode()
+        elif status < 300 and method == "DELETE" and (tables or DATASET.match(path)):
+            prefix = tuple(g for g in (tables or DATASET.match(path)).groups() if g)
+            for key in [k for k in self.require_partition_filter if k[:len(prefix)] == prefix]:
+                del self.require_partition_filter[key]
+        headers = [(k, v) for k, v in headers if k != b"content-length"]
+        await send({"type": "http.response.start", "status": status,
+                    "headers": headers + [(b"content-length", str(len(answer)).encode())]})
+        await send({"type": "http.response.body", "body": answer})
+        return None
+
+    @staticmethod
+    async def answer(send, status, document):
+        payload = json.dumps(document).encode()
+        await send({"type": "http.response.start", "status": status,
+                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode())]})
+        await send({"type": "http.response.body", "body": payload})
 
 
 def create_app(context):
-    return DropNullLabels(_emulator_create_app(context))
+    return Fidelity(_emulator_create_app(context))
 
 
 bqemulator.server.create_app = create_app
