@@ -1,8 +1,11 @@
 """Start and stop the local stand-ins for Google APIs: the BigQuery and Cloud Storage emulators.
 
-Used by the pytest fixtures (ephemeral ports) and by `make local` (fixed ports, pid and log files):
+Used by the pytest fixtures (ephemeral ports) and by `make local` / `make test` (fixed ports, pid and log
+files in a state directory):
 
-    python -m tests.standins.services start --dir .local   # prints the endpoints
+    python -m tests.standins.services start --dir .local    # prints the endpoints
+    python -m tests.standins.services summary               # what the pipeline created in them
+    python -m tests.standins.services run --dir .local -- molecule test   # start if needed, run, restore
     python -m tests.standins.services stop --dir .local
 """
 
@@ -101,7 +104,9 @@ def stop_process(pid, timeout=10):
 
 
 def cli_start(state_dir, project):
+    """Start the emulators that are not running yet; returns the names of those it started."""
     state_dir.mkdir(parents=True, exist_ok=True)
+    started = []
     for name, port in DEFAULT_PORTS.items():
         pid_file = state_dir / ("%s.pid" % name)
         url = "http://127.0.0.1:%d" % port
@@ -114,11 +119,13 @@ def cli_start(state_dir, project):
                 pid_file.unlink()
         process, url = start(name, port, state_dir / ("%s.log" % name), project)
         pid_file.write_text(str(process.pid))
+        started.append(name)
         print("%s emulator running at %s (pid %d, log %s)" % (name, url, process.pid, state_dir / ("%s.log" % name)))
+    return started
 
 
-def cli_stop(state_dir):
-    for name in DEFAULT_PORTS:
+def cli_stop(state_dir, names=DEFAULT_PORTS):
+    for name in names:
         pid_file = state_dir / ("%s.pid" % name)
         if pid_file.exists():
             stop_process(int(pid_file.read_text()))
@@ -126,16 +133,47 @@ def cli_stop(state_dir):
             print("%s emulator stopped" % name)
 
 
+def cli_summary(project):
+    """Print the datasets, tables and buckets the emulators hold for the project."""
+    bigquery = "http://127.0.0.1:%d/bigquery/v2/projects/%s/datasets" % (DEFAULT_PORTS["bigquery"], project)
+    for dataset in requests.get(bigquery, timeout=10).json().get("datasets", []):
+        dataset_id = dataset["datasetReference"]["datasetId"]
+        print("BigQuery dataset %s.%s" % (project, dataset_id))
+        tables = requests.get("%s/%s/tables" % (bigquery, dataset_id), timeout=10).json().get("tables", [])
+        for listed in tables:
+            table = requests.get("%s/%s/tables/%s" % (bigquery, dataset_id, listed["tableReference"]["tableId"]),
+                                 timeout=10).json()
+            partitioning = table.get("timePartitioning", {})
+            print("  table %-18s %2d columns, partitioned by %s on %s, clustered by %s" % (
+                table["tableReference"]["tableId"], len(table["schema"]["fields"]), partitioning.get("type", "-"),
+                partitioning.get("field", "-"), ", ".join(table.get("clustering", {}).get("fields", [])) or "-"))
+    storage = "http://127.0.0.1:%d/storage/v1/b" % DEFAULT_PORTS["storage"]
+    for bucket in requests.get(storage, params={"project": project}, timeout=10).json().get("items", []):
+        print("Cloud Storage bucket gs://%s (%s, versioning %s, public access prevention %s)" % (
+            bucket["name"], bucket.get("location"), "on" if bucket.get("versioning", {}).get("enabled") else "off",
+            bucket.get("iamConfiguration", {}).get("publicAccessPrevention", "-")))
+
+
 def main():
     parser = argparse.ArgumentParser(description="local stand-ins for Google APIs")
-    parser.add_argument("action", choices=["start", "stop"])
+    parser.add_argument("action", choices=["start", "stop", "summary", "run"])
     parser.add_argument("--dir", default=".local", type=Path, help="pid and log files")
     parser.add_argument("--project", default="local-project")
+    parser.add_argument("command", nargs="*", help="with run: the command to run while the emulators are up")
     args = parser.parse_args()
     if args.action == "start":
         cli_start(args.dir, args.project)
-    else:
+    elif args.action == "stop":
         cli_stop(args.dir)
+    elif args.action == "summary":
+        cli_summary(args.project)
+    else:
+        started = cli_start(args.dir, args.project)
+        try:
+            code = subprocess.call(args.command)
+        finally:
+            cli_stop(args.dir, started)
+        sys.exit(code)
 
 
 if __name__ == "__main__":
