@@ -187,6 +187,18 @@ def _exit(module, result):
     module.exit_json(**result)
 
 
+def _create(resource, desired):
+    try:
+        return resource.create(desired)
+    except GcpApiError as exc:
+        # A create retried after a lost answer (5xx, dropped connection) may have gone through the first
+        # time: then the retry gets 409 and the resource is there to read.
+        existing = resource.read() if exc.status == 409 else None
+        if existing is None:
+            raise
+        return existing
+
+
 def converge(resource):
     """Bring one resource to the requested state and exit the module with the result."""
     module = resource.module
@@ -209,7 +221,7 @@ def converge(resource):
 
         if actual is None:
             result.update(changed=True, diff=dict(before={}, after=desired))
-            after = desired if module.check_mode else resource.create(desired)
+            after = desired if module.check_mode else _create(resource, desired)
         else:
             changed_fields = resource.changes(actual, desired)
             after = raw
@@ -224,7 +236,7 @@ def converge(resource):
                 if not module.check_mode:
                     if plan == "recreate":
                         resource.delete(raw)
-                        after = resource.create(desired)
+                        after = _create(resource, desired)
                     else:
                         after = resource.update(raw, desired, changed_fields)
         result[resource.result_key] = after

@@ -124,6 +124,15 @@ def test_retries_transient_errors(dataset, bigquery):
     assert dataset.read()["description"] == "after retries"
 
 
+def test_create_whose_answer_was_lost_converges(dataset, bigquery):
+    """The insert reaches BigQuery but its answer is lost: the retried insert gets 409, the module reads."""
+    bigquery.inject(503, 1, method="POST", forward=True)
+    result = dataset.run(description="created once")
+    assert result["rc"] == 0 and result["changed"] is True, result
+    assert [r[0] for r in bigquery.requests] == ["GET", "POST", "POST", "GET"]
+    assert result["dataset"]["description"] == "created once"
+
+
 def test_api_error_is_reported_with_status_and_resource(dataset, bigquery):
     bigquery.inject(403, 1)
     result = dataset.run()

@@ -18,16 +18,19 @@ class RecordingProxy:
     def __init__(self, target):
         self.target = target.rstrip("/")
         self.requests = []  # (method, path) in arrival order
-        self._faults = []   # [status, remaining count, method or None]
+        self._faults = []   # [status, remaining count, method or None, forward first]
         self._lock = threading.Lock()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
         self.url = "http://127.0.0.1:%d" % self._server.server_address[1]
         threading.Thread(target=self._server.serve_forever, daemon=True).start()
 
-    def inject(self, status, count, method=None):
-        """Answer the next `count` requests (of `method`, if given) with `status` in Google's error shape."""
+    def inject(self, status, count, method=None, forward=False):
+        """Answer the next `count` requests (of `method`, if given) with `status` in Google's error shape.
+
+        With forward=True the request still reaches the emulator: the answer is lost, not the request.
+        """
         with self._lock:
-            self._faults.append([status, count, method])
+            self._faults.append([status, count, method, forward])
 
     def clear(self):
         with self._lock:
@@ -46,8 +49,8 @@ class RecordingProxy:
             for fault in self._faults:
                 if fault[1] > 0 and fault[2] in (None, method):
                     fault[1] -= 1
-                    return fault[0]
-        return None
+                    return fault[0], fault[3]
+        return None, False
 
     def _handler_class(self):
         proxy = self
@@ -58,15 +61,16 @@ class RecordingProxy:
                 body = self.rfile.read(length) if length else None
                 with proxy._lock:
                     proxy.requests.append((self.command, self.path.split("?")[0]))
-                fault = proxy._take_fault(self.command)
+                fault, forward = proxy._take_fault(self.command)
+                headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "content-length")}
+                if forward or not fault:
+                    upstream = requests.request(self.command, proxy.target + self.path, data=body,
+                                                headers=headers, timeout=60)
                 if fault:
                     payload = ('{"error": {"code": %d, "message": "injected fault", "status": "UNAVAILABLE", '
                                '"errors": [{"reason": "backendError"}]}}' % fault).encode()
                     self._answer(fault, {"Content-Type": "application/json"}, payload)
                     return
-                headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "content-length")}
-                upstream = requests.request(self.command, proxy.target + self.path, data=body,
-                                            headers=headers, timeout=60)
                 self._answer(upstream.status_code, upstream.headers, upstream.content)
 
             def _answer(self, status, headers, payload):
