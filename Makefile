@@ -6,6 +6,8 @@ BIN := $(VENV)/bin
 PY := $(BIN)/python
 LINK := .build/collections/ansible_collections/deployml/mlops
 SERVICES := $(PY) -m tests.standins.services
+# Molecule and ansible-test call ansible-* commands by name: the venv's must come first.
+export PATH := $(abspath $(BIN)):$(PATH)
 
 .PHONY: venv collection local local-stop summary test lint sanity molecule pytest clean
 

@@ -74,8 +74,16 @@ def wait_ready(name, url, process, timeout=60):
     raise RuntimeError("%s emulator not ready at %s after %ss" % (name, url, timeout))
 
 
+def port_in_use(port):
+    with socket.socket() as sock:
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
 def start(name, port, log_path, project="local-project"):
     """Start one emulator in the background; returns (process, url) once it answers."""
+    if port_in_use(port):  # else another server would answer the readiness check in its place
+        raise RuntimeError("cannot start the %s emulator: port %d is taken by another process "
+                           "(stop it, e.g. `make local-stop`)" % (name, port))
     log = open(log_path, "ab")  # pylint: disable=consider-using-with
     process = subprocess.Popen(command(name, port, project), stdout=log, stderr=subprocess.STDOUT,
                                cwd=ROOT, start_new_session=True)
@@ -161,6 +169,13 @@ def main():
     parser.add_argument("--project", default="local-project")
     parser.add_argument("command", nargs="*", help="with run: the command to run while the emulators are up")
     args = parser.parse_args()
+    try:
+        run_action(args)
+    except RuntimeError as exc:
+        sys.exit(str(exc))
+
+
+def run_action(args):
     if args.action == "start":
         cli_start(args.dir, args.project)
     elif args.action == "stop":
