@@ -38,6 +38,11 @@ def prune(value):
     return value
 
 
+def int64(value):
+    """An integer option as the REST APIs encode int64 fields: a JSON string (None stays None)."""
+    return None if value is None else str(value)
+
+
 def _number(value):
     """A number, or a string that spells one, as int when it is integral (int64 beyond float precision)."""
     if isinstance(value, (int, float)):

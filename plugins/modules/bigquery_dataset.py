@@ -131,7 +131,7 @@ import re
 from ansible_collections.deployml.mlops.plugins.module_utils.bigquery import dataset_path, list_tables
 from ansible_collections.deployml.mlops.plugins.module_utils.gcp import GcpModule, label_errors
 from ansible_collections.deployml.mlops.plugins.module_utils.resource import (
-    Exact, Resource, ResourceError, converge, patch_body)
+    Exact, Resource, ResourceError, converge, int64, patch_body)
 
 DATASET_ID = re.compile(r"^[A-Za-z0-9_]{1,1024}$")
 # BigQuery reports the basic dataset roles by their legacy names.
@@ -189,8 +189,8 @@ class Dataset(Resource):
             location=_canonical_location(p["location"]),
             description=p["description"],
             labels=Exact(p["labels"]) if p["labels"] is not None else None,
-            defaultTableExpirationMs=_int64(p["default_table_expiration_ms"]),
-            defaultPartitionExpirationMs=_int64(p["default_partition_expiration_ms"]),
+            defaultTableExpirationMs=int64(p["default_table_expiration_ms"]),
+            defaultPartitionExpirationMs=int64(p["default_partition_expiration_ms"]),
         )
         if p["access"] is not None:
             body["access"] = _sorted_access(
@@ -238,10 +238,6 @@ def _canonical_location(location):
     if location is None:
         return None
     return location.upper() if location.upper() in ("US", "EU") else location.lower()
-
-
-def _int64(value):
-    return None if value is None else str(value)
 
 
 def main():

@@ -170,7 +170,7 @@ import re
 from ansible_collections.deployml.mlops.plugins.module_utils.bigquery import table_path
 from ansible_collections.deployml.mlops.plugins.module_utils.gcp import GcpModule, label_errors
 from ansible_collections.deployml.mlops.plugins.module_utils.resource import (
-    Exact, Resource, ResourceError, converge, patch_body)
+    Exact, Resource, ResourceError, converge, int64, patch_body)
 
 TABLE_ID = re.compile(r"^[\w\- ]{1,1024}$")
 COLUMN_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,299}$")
@@ -329,7 +329,7 @@ class Table(Resource):
             timePartitioning=dict(
                 type=partitioning["type"],
                 field=partitioning.get("field"),
-                expirationMs=None if partitioning.get("expiration_ms") is None else str(partitioning["expiration_ms"]),
+                expirationMs=int64(partitioning.get("expiration_ms")),
             ) if partitioning else None,
             requirePartitionFilter=p["require_partition_filter"],
             clustering=dict(fields=p["clustering"]) if p["clustering"] is not None else None,

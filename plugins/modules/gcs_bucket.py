@@ -198,7 +198,7 @@ from urllib.parse import quote
 
 from ansible_collections.deployml.mlops.plugins.module_utils.gcp import GcpModule, label_errors
 from ansible_collections.deployml.mlops.plugins.module_utils.resource import (
-    Exact, Resource, ResourceError, converge, patch_body)
+    Exact, Resource, ResourceError, converge, int64, patch_body)
 
 STORAGE_CLASSES = ["STANDARD", "NEARLINE", "COLDLINE", "ARCHIVE"]
 BUCKET_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]*[a-z0-9]$")
@@ -217,10 +217,6 @@ def _camel(key):
 def _holding(key, value):
     """{key: value}, or None when the option is not set (so that the whole field stays out of the body)."""
     return None if value is None else {key: value}
-
-
-def _int64(value):
-    return None if value is None else str(value)
 
 
 def _name_error(name):
@@ -298,8 +294,8 @@ class Bucket(Resource):
                 for rule in rules
             ]),
             labels=Exact(p["labels"]) if p["labels"] is not None else None,
-            softDeletePolicy=_holding("retentionDurationSeconds", _int64(p["soft_delete_retention_seconds"])),
-            retentionPolicy=_holding("retentionPeriod", _int64(p["retention_period_seconds"])),
+            softDeletePolicy=_holding("retentionDurationSeconds", int64(p["soft_delete_retention_seconds"])),
+            retentionPolicy=_holding("retentionPeriod", int64(p["retention_period_seconds"])),
         )
 
     def normalize(self, actual):

@@ -147,3 +147,19 @@ def test_gives_up_after_timeout(dataset, bigquery):
     result = dataset.run(timeout=2)
     assert result["rc"] == 1 and "HTTP 429" in result["msg"] and "gave up retrying" in result["msg"]
     assert dataset.read() is None
+
+
+def test_access_entries_are_the_whole_list(dataset, bigquery):
+    reader = {"role": "roles/bigquery.dataViewer", "user_by_email": "grafana@p.iam.gserviceaccount.com"}
+    owners = {"role": "OWNER", "special_group": "projectOwners"}
+    result = dataset.run(access=[reader, owners])
+    assert result["rc"] == 0 and result["changed"] is True, result
+    assert {"role": "READER", "userByEmail": "grafana@p.iam.gserviceaccount.com"} in dataset.read()["access"]
+
+    bigquery.clear()
+    assert dataset.run(access=[owners, reader])["changed"] is False, "order and role aliases are not changes"
+    assert bigquery.writes() == []
+
+    revoked = dataset.run(access=[owners])
+    assert revoked["changed_fields"] == ["access"]
+    assert dataset.read()["access"] == [{"role": "OWNER", "specialGroup": "projectOwners"}]

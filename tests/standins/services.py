@@ -132,7 +132,7 @@ def cli_start(state_dir, project):
     return started
 
 
-def cli_stop(state_dir, names=DEFAULT_PORTS):
+def cli_stop(state_dir, names=tuple(DEFAULT_PORTS)):
     for name in names:
         pid_file = state_dir / ("%s.pid" % name)
         if pid_file.exists():
@@ -167,8 +167,10 @@ def main():
     parser.add_argument("action", choices=["start", "stop", "summary", "run"])
     parser.add_argument("--dir", default=".local", type=Path, help="pid and log files")
     parser.add_argument("--project", default="local-project")
-    parser.add_argument("command", nargs="*", help="with run: the command to run while the emulators are up")
-    args = parser.parse_args()
+    argv = sys.argv[1:]
+    split = argv.index("--") if "--" in argv else len(argv)  # with run: the command follows --
+    args = parser.parse_args(argv[:split])
+    args.command = argv[split + 1:]
     try:
         run_action(args)
     except RuntimeError as exc:
