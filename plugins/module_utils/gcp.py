@@ -120,7 +120,7 @@ class GcpModule(AnsibleModule):
         return self._client
 
     def fail_api(self, error, **kwargs):
-        self.fail_json(msg=str(error), status=error.status, reason=error.reason, **kwargs)
+        self.fail_json(msg=str(error), status=error.status, reason=error.reason, method=error.method, **kwargs)
 
 
 def _credentials(module):
