@@ -26,6 +26,11 @@ DEFAULT_SCOPES = ["https://www.googleapis.com/auth/cloud-platform"]
 APIS = {
     "bigquery": ("https://bigquery.googleapis.com", "BIGQUERY_EMULATOR_HOST"),
     "storage": ("https://storage.googleapis.com", "STORAGE_EMULATOR_HOST"),
+    "sqladmin": ("https://sqladmin.googleapis.com", None),
+    "secretmanager": ("https://secretmanager.googleapis.com", None),
+    "iam": ("https://iam.googleapis.com", None),
+    "cloudresourcemanager": ("https://cloudresourcemanager.googleapis.com", None),
+    "serviceusage": ("https://serviceusage.googleapis.com", None),
 }
 
 RETRYABLE_STATUS = frozenset((429, 500, 502, 503, 504))
@@ -277,6 +282,35 @@ class GcpClient:
                 )
             self._sleep(interval)
             interval = min(max_interval, interval * 1.5)
+
+
+# google.rpc.Code numbers -> (name, HTTP status), for errors carried inside finished operations.
+RPC_CODES = {
+    1: ("CANCELLED", 499), 2: ("UNKNOWN", 500), 3: ("INVALID_ARGUMENT", 400), 4: ("DEADLINE_EXCEEDED", 504),
+    5: ("NOT_FOUND", 404), 6: ("ALREADY_EXISTS", 409), 7: ("PERMISSION_DENIED", 403),
+    8: ("RESOURCE_EXHAUSTED", 429), 9: ("FAILED_PRECONDITION", 400), 10: ("ABORTED", 409),
+    11: ("OUT_OF_RANGE", 400), 12: ("UNIMPLEMENTED", 501), 13: ("INTERNAL", 500), 14: ("UNAVAILABLE", 503),
+    15: ("DATA_LOSS", 500), 16: ("UNAUTHENTICATED", 401),
+}
+
+
+def wait_operation(client, api, operation, resource=None, version="v1"):
+    """Wait for a google.longrunning Operation ({name, done, response|error}); return its response.
+
+    An operation that ends in error raises GcpApiError with the operation's code and message.
+    """
+    if not operation.get("done"):
+        path = "/%s/%s" % (version, operation["name"])
+        operation = client.wait(
+            lambda: client.request("GET", api, path, resource=resource),
+            lambda op: op.get("done"), resource=resource,
+        )
+    error = operation.get("error")
+    if error:
+        reason, status = RPC_CODES.get(error.get("code"), ("UNKNOWN", None))
+        raise GcpApiError(status, reason, "operation %s failed: %s" % (operation["name"], error.get("message")),
+                          resource=resource)
+    return operation.get("response") or {}
 
 
 LABEL_KEY = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
