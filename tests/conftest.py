@@ -88,3 +88,21 @@ def run_module(name, args, check=False, diff=True):
 @pytest.fixture
 def gcp_module():
     return run_module
+
+
+@pytest.fixture(scope="session")
+def fake_gcp_server():
+    """The fake GCP control plane (tests/standins/fakegcp) on a free port, for the whole session."""
+    from tests.standins.fakegcp import FakeGcp
+
+    fake = FakeGcp().start()
+    yield fake
+    fake.stop()
+
+
+@pytest.fixture
+def fake_gcp(fake_gcp_server):
+    """The fake with an empty request log, no faults and default operation settings (resources persist)."""
+    fake_gcp_server.clear()
+    yield fake_gcp_server
+    fake_gcp_server.clear()
