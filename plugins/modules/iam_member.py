@@ -1,0 +1,226 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: (c) 2026, deployml.mlops contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: iam_member
+short_description: Grant or revoke one IAM role to one member on a project, bucket, secret or service account
+version_added: 0.1.0
+description:
+  - Adds one member to, or removes it from, the binding of one role (with an optional condition) in the IAM
+    policy of a resource. Every other binding, and every other member of the same binding, is left as it is.
+  - The policy is read at version 3 and written back with the etag that was read. When someone else changes
+    the policy in between, the API refuses the write and the change is applied again to a fresh read (up to
+    5 times), so a concurrent change is never overwritten.
+  - Removing the last member of a binding removes the binding.
+  - Granting a role to V(allUsers) or V(allAuthenticatedUsers) makes the resource public; it is refused unless
+    O(allow_public=true).
+options:
+  resource_type:
+    description:
+      - The kind of resource whose IAM policy is changed.
+      - V(project) uses the Resource Manager API v3, V(bucket) the Cloud Storage JSON API, V(secret) the Secret
+        Manager API v1 and V(service_account) the IAM API v1 (who may act as the service account).
+    type: str
+    required: true
+    choices: [project, bucket, secret, service_account]
+  resource:
+    description:
+      - The resource whose policy is changed.
+      - For V(project), a project ID or V(projects/PROJECT); defaults to O(project).
+      - For V(bucket), the bucket name (or V(projects/_/buckets/NAME)).
+      - For V(secret), the secret ID in O(project), or V(projects/PROJECT/secrets/ID).
+      - For V(service_account), its email, its account ID in O(project), or
+        V(projects/PROJECT/serviceAccounts/EMAIL).
+      - Required unless O(resource_type=project).
+    type: str
+  role:
+    description:
+      - The role, such as V(roles/secretmanager.secretAccessor), or a custom role
+        V(projects/PROJECT/roles/ID) or V(organizations/ORG/roles/ID).
+    type: str
+    required: true
+  member:
+    description:
+      - The principal, one of V(user:EMAIL), V(serviceAccount:EMAIL), V(group:EMAIL), V(domain:DOMAIN),
+        V(principal://...), V(principalSet://...), V(allUsers) or V(allAuthenticatedUsers).
+      - Email addresses and domains compare without regard to case.
+    type: str
+    required: true
+  condition:
+    description:
+      - Grant the role only when this IAM condition holds. A binding with a condition is a different binding
+        from the same role without one (or with another condition).
+      - Setting a condition writes the policy at version 3.
+    type: dict
+    suboptions:
+      title:
+        description: Title of the condition, at most 100 characters.
+        type: str
+        required: true
+      expression:
+        description: The condition in Common Expression Language, such as V(request.time < timestamp("2027-01-01T00:00:00Z")).
+        type: str
+        required: true
+      description:
+        description: What the condition is for, at most 256 characters.
+        type: str
+  state:
+    description:
+      - V(present) grants the role to the member, V(absent) revokes it.
+    type: str
+    choices: [present, absent]
+    default: present
+  allow_public:
+    description:
+      - Allow granting a role to V(allUsers) or V(allAuthenticatedUsers), which opens the resource to anyone.
+      - Revoking a public grant does not need it.
+    type: bool
+    default: false
+extends_documentation_fragment:
+  - deployml.mlops.gcp
+  - deployml.mlops.gcp.attributes
+author:
+  - deployml.mlops contributors (@deployml)
+"""
+
+EXAMPLES = r"""
+- name: Let the MLflow service account read the database password
+  deployml.mlops.iam_member:
+    project: my-project
+    resource_type: secret
+    resource: mlflow-db-password
+    role: roles/secretmanager.secretAccessor
+    member: serviceAccount:mlflow@my-project.iam.gserviceaccount.com
+
+- name: Let it write artifacts to the bucket
+  deployml.mlops.iam_member:
+    project: my-project
+    resource_type: bucket
+    resource: my-project-mlops-artifacts
+    role: roles/storage.objectAdmin
+    member: serviceAccount:mlflow@my-project.iam.gserviceaccount.com
+
+- name: Connect to Cloud SQL from the project, until the end of the year
+  deployml.mlops.iam_member:
+    project: my-project
+    resource_type: project
+    role: roles/cloudsql.client
+    member: serviceAccount:mlflow@my-project.iam.gserviceaccount.com
+    condition:
+      title: until-2027
+      expression: request.time < timestamp("2027-01-01T00:00:00Z")
+
+- name: Revoke a grant
+  deployml.mlops.iam_member:
+    project: my-project
+    resource_type: service_account
+    resource: mlflow
+    role: roles/iam.serviceAccountUser
+    member: user:alice@example.com
+    state: absent
+"""
+
+RETURN = r"""
+resource:
+  description: The full name of the resource whose policy was read.
+  returned: always
+  type: str
+  sample: projects/my-project/secrets/mlflow-db-password
+binding:
+  description:
+    - The binding of O(role) (with O(condition)) after the change, all its members sorted; empty when none is
+      left. In check mode, the binding as it would be.
+  returned: success
+  type: dict
+  sample:
+    role: roles/secretmanager.secretAccessor
+    members: [serviceAccount:mlflow@my-project.iam.gserviceaccount.com]
+etag:
+  description: The etag of the policy after the change (as read, when nothing changed or in check mode).
+  returned: success
+  type: str
+  sample: BwYUv5VzR6Q=
+"""
+
+from ansible_collections.deployml.mlops.plugins.module_utils.gcp import GcpApiError, GcpModule
+from ansible_collections.deployml.mlops.plugins.module_utils.iam import (
+    PolicyTarget, add_member, binding_view, condition_error, is_public, member_error, normalize_member,
+    remove_member, role_error, update_policy)
+
+RESOURCE_TYPE_CHOICES = ["project", "bucket", "secret", "service_account"]
+
+
+def _problems(params):
+    errors = []
+    problem = member_error(params["member"])
+    if problem:
+        errors.append("member %r is invalid: %s" % (params["member"], problem))
+    problem = role_error(params["role"])
+    if problem:
+        errors.append("role %r is invalid: %s" % (params["role"], problem))
+    problem = condition_error(params["condition"])
+    if problem:
+        errors.append("condition is invalid: %s" % problem)
+    if params["state"] == "present" and is_public(params["member"]) and not params["allow_public"]:
+        errors.append("granting %s to %s makes the resource public; set allow_public: true if that is intended"
+                      % (params["role"], params["member"]))
+    return errors
+
+
+def main():
+    module = GcpModule(
+        argument_spec=dict(
+            resource_type=dict(type="str", required=True, choices=RESOURCE_TYPE_CHOICES),
+            resource=dict(type="str"),
+            role=dict(type="str", required=True),
+            member=dict(type="str", required=True),
+            condition=dict(type="dict", options=dict(
+                title=dict(type="str", required=True),
+                expression=dict(type="str", required=True),
+                description=dict(type="str"),
+            )),
+            state=dict(type="str", choices=["present", "absent"], default="present"),
+            allow_public=dict(type="bool", default=False),
+        ),
+        required_if=[("resource_type", "bucket", ("resource",)), ("resource_type", "secret", ("resource",)),
+                     ("resource_type", "service_account", ("resource",))],
+    )
+    p = module.params
+    errors = _problems(p)
+    target = None
+    try:
+        target = PolicyTarget(module.client, p["resource_type"], p["resource"] or p["project"], p["project"])
+    except ValueError as exc:
+        errors.append(str(exc))
+    if errors:
+        module.fail_json(msg="; ".join(errors))
+
+    role, condition = p["role"], p["condition"]
+    member = normalize_member(p["member"])
+    if p["state"] == "present":
+        def edit(policy):
+            return add_member(policy, role, member, condition)
+    else:
+        def edit(policy):
+            return remove_member(policy, role, member, condition)
+
+    result = dict(changed=False, resource=target.name)
+    try:
+        update = update_policy(target, edit, check_mode=module.check_mode)
+    except GcpApiError as exc:
+        module.fail_api(exc, **result)
+    after = binding_view(update.after, role, condition)
+    result.update(changed=update.changed, binding=after, etag=update.after.get("etag"))
+    if module._diff:
+        result["diff"] = dict(before=binding_view(update.before, role, condition), after=after,
+                              before_header="%s %s" % (target.type.label, target.name),
+                              after_header="%s %s" % (target.type.label, target.name))
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()
