@@ -1,0 +1,312 @@
+-- Drift and model-quality metrics for one time window [window_start, window_end), written to
+-- drift_metrics in ONE statement. A MERGE whose join condition is FALSE inserts every computed row and
+-- deletes the rows an earlier run wrote for the same window (and model, when model_name is set).
+-- BigQuery applies a single DML statement atomically, so a re-run replaces the window's rows and
+-- readers never see a half-written window, with no multi-statement transaction needed.
+--
+-- Placeholders (names in double braces) are filled in by drift_job/job.py before the query is sent: table names and the
+-- per-feature SELECTs built from feature_values.sql, all from identifiers checked against a strict
+-- pattern, and the quantile count (an integer: APPROX_QUANTILES takes a constant). Every value is a
+-- named query parameter (written without the at sign here: the BigQuery emulator's parameter binder
+-- also rewrites at-names inside comments):
+--   window_start, window_end         TIMESTAMP  the monitored window, [start, end)
+--   reference_start, reference_end   TIMESTAMP  reference rows of offline_features, [start, end)
+--   reference_split                  STRING     split of the reference rows (NULL: every split)
+--   model_name                       STRING     model to compute for (NULL: every model in the window)
+--   task_type                        STRING     'regression' (mae, rmse) or 'classification' (accuracy)
+--   epsilon                          FLOAT64    share given to an empty bin in PSI
+--   decision_threshold               FLOAT64    probability at or above which prediction means class '1'
+--   <metric>_threshold               FLOAT64    threshold per metric type (NULL: no threshold, no flag)
+--
+-- Metrics (rows of drift_metrics; feature drift is computed per model over all its versions, so its
+-- model_version is NULL; volume and quality are written per version and for all versions):
+--   psi         population stability index of the window against the reference. Numeric features are
+--               binned on the reference's quantiles (APPROX_QUANTILES with {{ bins }} intervals; equal
+--               interior boundaries are merged), categorical features by category. An empty bin counts
+--               as epsilon. PSI = sum over bins of (cur - ref) * ln(cur / ref).
+--   ks          two-sample Kolmogorov-Smirnov statistic: max |F_ref(v) - F_cur(v)| over every distinct
+--               value v of the pooled (reference + window) sample, i.e. the exact statistic, not an
+--               approximation on a quantile grid. Numeric features only.
+--   mean_shift  (mean_cur - mean_ref) / stddev_ref (sample standard deviation). Numeric features only.
+--   null_rate   share of the window's predictions whose feature is missing, null or (numeric) not a number.
+--   mae, rmse   regression quality over predictions that have ground truth; accuracy for classifiers.
+--   volume      number of predictions in the window.
+-- Ground truth is matched on prediction_id (latest outcome per prediction); an outcome without a
+-- prediction_id is matched on entity_id to the entity's latest prediction in the window made at or
+-- before the outcome. NULL statistics (no reference, no rows, zero variance) are not written.
+-- drift_detected: value >= threshold (|value| for mean_shift); value < threshold for accuracy and volume.
+
+MERGE `{{ drift_metrics }}` AS target
+USING (
+  WITH
+  reference_rows AS (
+    SELECT *
+    FROM `{{ offline_features }}`
+    WHERE event_timestamp >= @reference_start AND event_timestamp < @reference_end
+      AND (@reference_split IS NULL OR split = @reference_split)
+  ),
+  current_rows AS (
+    SELECT *
+    FROM `{{ predictions }}`
+    WHERE timestamp >= @window_start AND timestamp < @window_end
+      AND (@model_name IS NULL OR model_name = @model_name)
+  ),
+  models AS (
+    SELECT DISTINCT model_name FROM current_rows
+    UNION DISTINCT
+    -- A model asked for by name gets its rows (volume 0) even when it made no prediction.
+    SELECT @model_name FROM UNNEST([1]) WHERE @model_name IS NOT NULL
+  ),
+  -- One row per (feature, reference row): feature, kind, num_value, cat_value.
+  reference_values AS (
+{{ reference_values }}
+  ),
+  -- One row per (feature, prediction): model_name, feature, kind, num_value, cat_value.
+  current_values AS (
+{{ current_values }}
+  ),
+
+  -- Numeric bins: the distinct interior reference quantiles, ascending, as RANGE_BUCKET boundaries.
+  reference_quantiles AS (
+    SELECT feature, APPROX_QUANTILES(num_value, {{ bins }}) AS quantiles
+    FROM reference_values
+    WHERE kind = 'numeric' AND num_value IS NOT NULL
+    GROUP BY feature
+  ),
+  bin_edges AS (
+    SELECT
+      feature,
+      ARRAY(
+        SELECT DISTINCT edge FROM UNNEST(quantiles) AS edge WITH OFFSET AS position
+        WHERE position > 0 AND position < {{ bins }}
+        ORDER BY edge
+      ) AS edges
+    FROM reference_quantiles
+  ),
+  binned_values AS (
+    SELECT 'reference' AS side, CAST(NULL AS STRING) AS model_name, v.feature,
+           CAST(RANGE_BUCKET(v.num_value, e.edges) AS STRING) AS bin
+    FROM reference_values AS v JOIN bin_edges AS e ON e.feature = v.feature
+    WHERE v.kind = 'numeric' AND v.num_value IS NOT NULL
+    UNION ALL
+    SELECT 'current', v.model_name, v.feature, CAST(RANGE_BUCKET(v.num_value, e.edges) AS STRING)
+    FROM current_values AS v JOIN bin_edges AS e ON e.feature = v.feature
+    WHERE v.kind = 'numeric' AND v.num_value IS NOT NULL
+    UNION ALL
+    SELECT 'reference', CAST(NULL AS STRING), feature, cat_value
+    FROM reference_values
+    WHERE kind = 'categorical' AND cat_value IS NOT NULL
+    UNION ALL
+    SELECT 'current', model_name, feature, cat_value
+    FROM current_values
+    WHERE kind = 'categorical' AND cat_value IS NOT NULL
+  ),
+  reference_bins AS (
+    SELECT feature, bin, COUNT(*) AS n,
+           SUM(COUNT(*)) OVER (PARTITION BY feature) AS total
+    FROM binned_values WHERE side = 'reference'
+    GROUP BY feature, bin
+  ),
+  current_bins AS (
+    SELECT model_name, feature, bin, COUNT(*) AS n,
+           SUM(COUNT(*)) OVER (PARTITION BY model_name, feature) AS total
+    FROM binned_values WHERE side = 'current'
+    GROUP BY model_name, feature, bin
+  ),
+  psi_terms AS (
+    -- Every bin seen on either side, for every model with values for the feature.
+    SELECT
+      c.model_name, c.feature,
+      IF(COALESCE(r.n, 0) = 0, @epsilon, r.n / rt.total) AS p_ref,
+      IF(COALESCE(cb.n, 0) = 0, @epsilon, cb.n / c.total) AS p_cur
+    FROM (SELECT DISTINCT model_name, feature, total FROM current_bins) AS c
+    JOIN (SELECT DISTINCT feature, total FROM reference_bins) AS rt ON rt.feature = c.feature
+    JOIN (SELECT DISTINCT feature, bin FROM binned_values) AS b ON b.feature = c.feature
+    LEFT JOIN reference_bins AS r ON r.feature = b.feature AND r.bin = b.bin
+    LEFT JOIN current_bins AS cb ON cb.model_name = c.model_name AND cb.feature = b.feature AND cb.bin = b.bin
+  ),
+  psi AS (
+    SELECT model_name, feature, SUM((p_cur - p_ref) * LN(p_cur / p_ref)) AS value
+    FROM psi_terms
+    GROUP BY model_name, feature
+  ),
+
+  -- Kolmogorov-Smirnov over the pooled distinct values (counts per value, then running sums).
+  ks_points AS (
+    SELECT model_name, feature, v, SUM(n_ref) AS n_ref, SUM(n_cur) AS n_cur
+    FROM (
+      SELECT m.model_name, r.feature, r.v, r.n AS n_ref, 0 AS n_cur
+      FROM (
+        SELECT feature, num_value AS v, COUNT(*) AS n
+        FROM reference_values WHERE kind = 'numeric' AND num_value IS NOT NULL
+        GROUP BY feature, num_value
+      ) AS r
+      CROSS JOIN models AS m
+      UNION ALL
+      SELECT model_name, feature, num_value, 0, COUNT(*)
+      FROM current_values WHERE kind = 'numeric' AND num_value IS NOT NULL
+      GROUP BY model_name, feature, num_value
+    )
+    GROUP BY model_name, feature, v
+  ),
+  ks_cdf AS (
+    SELECT
+      model_name, feature,
+      SUM(n_ref) OVER (PARTITION BY model_name, feature ORDER BY v ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)
+        / SUM(n_ref) OVER (PARTITION BY model_name, feature) AS f_ref,
+      SUM(n_cur) OVER (PARTITION BY model_name, feature ORDER BY v ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)
+        / SUM(n_cur) OVER (PARTITION BY model_name, feature) AS f_cur,
+      SUM(n_ref) OVER (PARTITION BY model_name, feature) AS total_ref,
+      SUM(n_cur) OVER (PARTITION BY model_name, feature) AS total_cur
+    FROM ks_points
+  ),
+  ks AS (
+    SELECT model_name, feature, MAX(ABS(f_ref - f_cur)) AS value
+    FROM ks_cdf
+    WHERE total_ref > 0 AND total_cur > 0
+    GROUP BY model_name, feature
+  ),
+
+  reference_stats AS (
+    SELECT feature, AVG(num_value) AS mean, STDDEV_SAMP(num_value) AS stddev
+    FROM reference_values WHERE kind = 'numeric'
+    GROUP BY feature
+  ),
+  current_stats AS (
+    SELECT
+      model_name, feature, ANY_VALUE(kind) AS kind, AVG(num_value) AS mean, COUNT(*) AS n,
+      COUNTIF(IF(kind = 'numeric', num_value IS NULL, cat_value IS NULL)) AS nulls
+    FROM current_values
+    GROUP BY model_name, feature
+  ),
+
+  -- Model quality: predictions of the window joined with their ground truth.
+  truth_by_prediction AS (
+    SELECT prediction_id, label_value, label_class
+    FROM `{{ ground_truth }}`
+    WHERE timestamp >= @window_start AND prediction_id IS NOT NULL
+    QUALIFY ROW_NUMBER() OVER (PARTITION BY prediction_id ORDER BY timestamp DESC) = 1
+  ),
+  truth_by_entity AS (
+    SELECT entity_id, timestamp, label_value, label_class
+    FROM `{{ ground_truth }}`
+    WHERE timestamp >= @window_start AND prediction_id IS NULL AND entity_id IS NOT NULL
+  ),
+  labelled AS (
+    SELECT p.model_name, p.model_version, p.prediction, p.prediction_label, g.label_value, g.label_class
+    FROM current_rows AS p
+    JOIN truth_by_prediction AS g ON g.prediction_id = p.prediction_id
+    UNION ALL
+    SELECT model_name, model_version, prediction, prediction_label, label_value, label_class
+    FROM (
+      SELECT
+        p.model_name, p.model_version, p.prediction, p.prediction_label, g.label_value, g.label_class,
+        ROW_NUMBER() OVER (
+          PARTITION BY p.model_name, g.entity_id, g.timestamp, g.label_value, g.label_class
+          ORDER BY p.timestamp DESC, p.prediction_id
+        ) AS recency
+      FROM truth_by_entity AS g
+      JOIN current_rows AS p ON p.entity_id = g.entity_id
+      WHERE p.timestamp <= g.timestamp
+    )
+    WHERE recency = 1
+  ),
+  outcomes AS (
+    SELECT
+      model_name, model_version,
+      prediction - label_value AS error,
+      CASE
+        WHEN predicted_class IS NULL OR actual_class IS NULL THEN NULL
+        WHEN predicted_class = actual_class THEN 1.0
+        ELSE 0.0
+      END AS correct
+    FROM (
+      SELECT
+        model_name, model_version, prediction, label_value,
+        COALESCE(prediction_label, IF(prediction >= @decision_threshold, '1', '0')) AS predicted_class,
+        COALESCE(label_class, CAST(CAST(label_value AS INT64) AS STRING)) AS actual_class
+      FROM labelled
+    )
+  ),
+  quality AS (
+    SELECT model_name, model_version, AVG(ABS(error)) AS mae, SQRT(AVG(error * error)) AS rmse, AVG(correct) AS accuracy
+    FROM outcomes
+    GROUP BY model_name, model_version
+    UNION ALL
+    SELECT model_name, CAST(NULL AS STRING), AVG(ABS(error)), SQRT(AVG(error * error)), AVG(correct)
+    FROM outcomes
+    GROUP BY model_name
+  ),
+  volume AS (
+    SELECT model_name, model_version, COUNT(*) AS n
+    FROM current_rows
+    GROUP BY model_name, model_version
+    UNION ALL
+    SELECT m.model_name, CAST(NULL AS STRING), COUNT(p.prediction_id)
+    FROM models AS m LEFT JOIN current_rows AS p ON p.model_name = m.model_name
+    GROUP BY m.model_name
+  ),
+
+  metrics AS (
+    SELECT model_name, CAST(NULL AS STRING) AS model_version, feature, 'psi' AS metric_type, value FROM psi
+    UNION ALL
+    SELECT model_name, CAST(NULL AS STRING), feature, 'ks', value FROM ks
+    UNION ALL
+    SELECT c.model_name, CAST(NULL AS STRING), c.feature, 'mean_shift', SAFE_DIVIDE(c.mean - r.mean, r.stddev)
+    FROM current_stats AS c JOIN reference_stats AS r ON r.feature = c.feature
+    WHERE c.kind = 'numeric'
+    UNION ALL
+    SELECT model_name, CAST(NULL AS STRING), feature, 'null_rate', nulls / n FROM current_stats
+    UNION ALL
+    SELECT model_name, model_version, CAST(NULL AS STRING), 'mae', mae FROM quality WHERE @task_type = 'regression'
+    UNION ALL
+    SELECT model_name, model_version, CAST(NULL AS STRING), 'rmse', rmse FROM quality WHERE @task_type = 'regression'
+    UNION ALL
+    SELECT model_name, model_version, CAST(NULL AS STRING), 'accuracy', accuracy FROM quality WHERE @task_type = 'classification'
+    UNION ALL
+    SELECT model_name, model_version, CAST(NULL AS STRING), 'volume', CAST(n AS FLOAT64) FROM volume
+  ),
+  thresholded AS (
+    SELECT
+      *,
+      CASE metric_type
+        WHEN 'psi' THEN @psi_threshold
+        WHEN 'ks' THEN @ks_threshold
+        WHEN 'mean_shift' THEN @mean_shift_threshold
+        WHEN 'null_rate' THEN @null_rate_threshold
+        WHEN 'mae' THEN @mae_threshold
+        WHEN 'rmse' THEN @rmse_threshold
+        WHEN 'accuracy' THEN @accuracy_threshold
+        WHEN 'volume' THEN @volume_threshold
+      END AS threshold
+    FROM metrics
+    WHERE value IS NOT NULL AND NOT IS_NAN(value)
+  )
+  SELECT
+    @window_start AS window_start,
+    @window_end AS window_end,
+    CURRENT_TIMESTAMP() AS computed_at,
+    model_name,
+    model_version,
+    feature,
+    metric_type,
+    value,
+    threshold,
+    CASE
+      WHEN threshold IS NULL THEN NULL
+      WHEN metric_type IN ('accuracy', 'volume') THEN value < threshold
+      WHEN metric_type = 'mean_shift' THEN ABS(value) >= threshold
+      ELSE value >= threshold
+    END AS drift_detected
+  FROM thresholded
+) AS source
+ON FALSE
+WHEN NOT MATCHED BY SOURCE
+  AND target.window_start = @window_start
+  AND target.window_end = @window_end
+  AND (@model_name IS NULL OR target.model_name = @model_name)
+  THEN DELETE
+WHEN NOT MATCHED BY TARGET THEN
+  INSERT (window_start, window_end, computed_at, model_name, model_version, feature, metric_type, value, threshold, drift_detected)
+  VALUES (source.window_start, source.window_end, source.computed_at, source.model_name, source.model_version,
+          source.feature, source.metric_type, source.value, source.threshold, source.drift_detected)

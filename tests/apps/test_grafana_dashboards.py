@@ -1,0 +1,520 @@
+"""Grafana provisioning (roles/grafana/files): dashboards, datasource, image and start script.
+
+Every panel query and every query variable is run against the BigQuery emulator on seeded data (the
+mlops tables from the bigquery role's schemas; drift_metrics written by the real drift job), after the
+expansion the Google BigQuery datasource plugin performs:
+
+1. Grafana's frontend replaces dashboard variables ($name, ${name}, [[name]]) before the query leaves the
+   browser, with the plugin's interpolateVariable rule: a value of a multi-value or include-All variable
+   is quoted as a SQL string literal ('a', with ' doubled) and several values are joined with commas;
+   a single-value variable is inserted as it is. "All" (no custom all value) means every option the
+   variable's query returned. $__interval becomes the interval text ("1h" here), $__interval_ms its
+   milliseconds. A panel repeated over a variable gets one value of it per copy.
+2. The plugin backend (grafana/sqlds macros plus the plugin's own) expands, with the panel's time range:
+   $__timeFilter(col) -> col >= 'FROM' AND col <= 'TO' (RFC 3339, UTC, whole seconds);
+   $__timeFrom(col) -> col >= 'FROM'; $__timeTo(col) -> col <= 'TO';
+   $__timeGroup(col, 1h) -> TIMESTAMP_MILLIS(DIV(UNIX_MILLIS(col), 3600000) * 3600000).
+   A macro's arguments end at the first ")", as in the plugin's regular expression, so macro arguments
+   must not contain parentheses; an unknown macro fails the test (BigQuery would reject it).
+3. The query runs with the datasource's default project as the job project, so `${dataset}.table`
+   resolves to the mlops dataset of that project.
+
+Each result is then checked against what the panel needs: a TIMESTAMP column named time plus numeric
+value columns (string columns become series labels) for time-series format, the columns that field
+overrides and options name, and rows at all. A few panels are also checked for their numbers.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import re
+import subprocess
+
+import pytest
+import yaml
+
+from drift_fixtures import (GRAFANA_DIR, NEXT_WINDOW, PROJECT, REFERENCE, WINDOW, Synthetic, client_for,
+                            create_dataset, import_drift_job, query)
+
+DASHBOARDS = sorted((GRAFANA_DIR / "dashboards").glob("*.json"))
+DATASOURCES = GRAFANA_DIR / "provisioning" / "datasources" / "bigquery.yaml"
+PROVIDERS = GRAFANA_DIR / "provisioning" / "dashboards" / "mlops.yaml"
+DOCKERFILE = GRAFANA_DIR / "Dockerfile"
+ENTRYPOINT = GRAFANA_DIR / "entrypoint.sh"
+PLUGIN = "grafana-bigquery-datasource"
+TABLES = ("offline_features", "predictions", "ground_truth", "drift_metrics")
+TIME_RANGE = (datetime.datetime(2026, 1, 31, tzinfo=datetime.timezone.utc),
+              datetime.datetime(2026, 2, 3, 6, tzinfo=datetime.timezone.utc))
+INTERVAL = "1h"
+NUMERIC = ("INTEGER", "INT64", "FLOAT", "FLOAT64", "NUMERIC", "BIGNUMERIC")
+FORMAT_TIME_SERIES, FORMAT_TABLE = 0, 1
+
+
+def load_dashboards():
+    return [(path.name, json.loads(path.read_text())) for path in DASHBOARDS]
+
+
+def all_panels(dashboard):
+    for item in dashboard["panels"]:
+        yield item
+        yield from item.get("panels", [])  # panels inside a collapsed row
+
+
+def query_panels(dashboard):
+    return [item for item in all_panels(dashboard) if item["type"] != "row"]
+
+
+def datasource_uid():
+    return yaml.safe_load(DATASOURCES.read_text())["datasources"][0]["uid"]
+
+
+# ---- the plugin's expansion ----
+
+def quote_literal(value):
+    return "'" + str(value).replace("'", "''") + "'"
+
+
+def interpolate_variables(sql, variables, interval=INTERVAL):
+    """Grafana frontend: dashboard variables and $__interval, as the plugin's interpolateVariable does."""
+    interval_ms = parse_interval_ms(interval)
+
+    def replace(match):
+        name = match.group(1) or match.group(2) or match.group(4)
+        if match.group(3) or match.group(5):
+            raise AssertionError("variable format %s is not expanded by this test" % match.group(0))
+        if name == "__interval":
+            return interval
+        if name == "__interval_ms":
+            return str(interval_ms)
+        if name.startswith("__"):
+            return match.group(0)  # a backend macro
+        assert name in variables, "unknown variable %s in %r" % (match.group(0), sql)
+        value, quoted = variables[name]
+        if isinstance(value, (list, tuple)):
+            return ",".join(quote_literal(item) for item in value)
+        return quote_literal(value) if quoted else str(value)
+
+    pattern = r"\$(\w+)|\$\{(\w+)(?::([^}]+))?\}|\[\[(\w+)(?::([^\]]+))?\]\]"
+    return re.sub(pattern, replace, sql)
+
+
+def parse_interval_ms(text):
+    match = re.fullmatch(r"(\d+)(ms|s|m|h|d|w)", text.strip().strip("'\""))
+    assert match, "interval %r is not one this test expands (month intervals are not used)" % text
+    factor = {"ms": 1, "s": 1000, "m": 60000, "h": 3600000, "d": 86400000, "w": 604800000}[match.group(2)]
+    return int(match.group(1)) * factor
+
+
+def expand_macros(sql, time_range=TIME_RANGE):
+    """The plugin backend's macros ($__timeFilter, $__timeFrom, $__timeTo, $__timeGroup)."""
+    start, end = (moment.astimezone(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ") for moment in time_range)
+
+    def replace(match):
+        name, args = match.group(1), [arg.strip() for arg in (match.group(2) or "").split(",")]
+        if name == "timeFilter":
+            assert len(args) == 1 and args[0], match.group(0)
+            return "%s >= '%s' AND %s <= '%s'" % (args[0], start, args[0], end)
+        if name == "timeFrom":
+            return "%s >= '%s'" % (args[0], start)
+        if name == "timeTo":
+            return "%s <= '%s'" % (args[0], end)
+        if name == "timeGroup":
+            assert len(args) >= 2 and args[0], "$__timeGroup needs a column and an interval: %s" % match.group(0)
+            milliseconds = parse_interval_ms(args[1])
+            return "TIMESTAMP_MILLIS(DIV(UNIX_MILLIS(%s), %d) * %d)" % (args[0], milliseconds, milliseconds)
+        raise AssertionError("macro %s is not one the BigQuery plugin expands" % match.group(0))
+
+    expanded = re.sub(r"\$__(\w+)(?:\((.*?)\))?", replace, sql)
+    assert "$" not in expanded, "unexpanded variable or macro left in:\n%s" % expanded
+    return expanded
+
+
+def expand(sql, variables, time_range=TIME_RANGE):
+    return expand_macros(interpolate_variables(sql, variables), time_range)
+
+
+def run_query(client, sql):
+    """Rows (as dicts) and {column: BigQuery type} of a query."""
+    job = client.query(sql, retry=None, job_retry=None, timeout=60)
+    result = job.result(retry=None, timeout=60)
+    return [dict(row.items()) for row in result], {field.name: field.field_type for field in result.schema}
+
+
+# ---- seeded data ----
+
+@pytest.fixture(scope="module")
+def seeded(bigquery_emulator):
+    """The mlops tables with synthetic predictions and the drift job's metrics for two windows."""
+    client = client_for(bigquery_emulator)
+    dataset = "grafana_%d" % os.getpid()
+    create_dataset(client, dataset)
+    data = Synthetic(seed=11, n_reference=1500, n_churn=800, n_charges=300, n_next=200)
+    data.load(client, dataset)
+    drift_job = import_drift_job()
+    for window in (WINDOW, NEXT_WINDOW):
+        for model, task in (("churn", "classification"), ("charges", "regression")):
+            drift_job.run(drift_job.Config(
+                project=PROJECT, dataset=dataset, window_start=window[0], window_end=window[1],
+                features=tuple(drift_job.Feature(name) for name in ("tenure_months", "monthly_charges", "total_charges", "contract_type")),
+                model_name=model, task_type=task, reference_start=REFERENCE[0], reference_end=REFERENCE[1],
+            ), client, timeout=120, retry=None)
+    return client, dataset, data
+
+
+def resolve_variables(client, dashboard, dataset):
+    """{name: (value, quoted)} as Grafana sets them: textboxes to our dataset, query variables to All."""
+    variables, options = {}, {}
+    for variable in dashboard["templating"]["list"]:
+        name = variable["name"]
+        if variable["type"] == "textbox":
+            variables[name] = (dataset if name == "dataset" else variable["query"], False)
+        elif variable["type"] == "query":
+            rows, columns = run_query(client, expand(variable["query"]["rawSql"], variables))
+            first = next(iter(columns))
+            assert columns[first] == "STRING", "variable %s: first column %s is %s" % (name, first, columns[first])
+            values = sorted({row[first] for row in rows if row[first] is not None})
+            assert values, "variable %s has no options on the seeded data" % name
+            options[name] = values
+            quoted = variable.get("multi") or variable.get("includeAll")
+            variables[name] = (values if quoted else values[0], bool(quoted))
+        else:
+            raise AssertionError("variable type %s is not expanded by this test" % variable["type"])
+    return variables, options
+
+
+def panel_instances(item, variables, options):
+    """The variable sets of each copy of a panel: one per value of its repeat variable, else one."""
+    repeat = item.get("repeat")
+    if not repeat:
+        return [variables]
+    return [dict(variables, **{repeat: ([value], True)}) for value in options[repeat]]
+
+
+def check_result(item, target, rows, columns):
+    where = "%s / %s" % (item["title"], target["refId"])
+    assert rows, "%s returned no rows on the seeded data" % where
+    numeric = [name for name, kind in columns.items() if kind in NUMERIC]
+    if target["format"] == FORMAT_TIME_SERIES:
+        assert columns.get("time") == "TIMESTAMP", "%s: time series needs a TIMESTAMP column named time, got %s" % (where, columns)
+        assert numeric, "%s: time series needs numeric value columns, got %s" % (where, columns)
+        others = [name for name, kind in columns.items() if name != "time" and kind not in NUMERIC]
+        assert all(columns[name] == "STRING" for name in others), "%s: label columns must be strings: %s" % (where, columns)
+        times = [row["time"] for row in rows]
+        assert times == sorted(times), "%s: rows are not in time order" % where
+    if item["type"] == "state-timeline":
+        assert columns.get("time") == "TIMESTAMP" and len(columns) >= 2, "%s: %s" % (where, columns)
+    if item["type"] == "barchart":
+        assert item["options"]["xField"] in columns, "%s: xField %s not among %s" % (where, item["options"]["xField"], columns)
+        assert numeric, where
+    if item["type"] in ("timeseries", "barchart"):
+        assert any(row[name] is not None for row in rows for name in numeric), "%s: every value is null" % where
+    for override in item["fieldConfig"].get("overrides", []):
+        matcher = override["matcher"]
+        if matcher["id"] == "byName":
+            assert matcher["options"] in columns, "%s: override for missing column %s" % (where, matcher["options"])
+        elif matcher["id"] == "byRegexp":
+            regex = matcher["options"].strip("/")
+            assert any(re.search(regex, name) for name in columns), "%s: override %s matches no column" % (where, regex)
+
+
+# ---- structure ----
+
+def test_dashboards_are_valid_and_unique():
+    assert len(DASHBOARDS) >= 2
+    uids, titles = set(), set()
+    for name, dashboard in load_dashboards():
+        assert dashboard.get("uid") and dashboard["uid"] not in uids, name
+        assert dashboard.get("title") and dashboard["title"] not in titles, name
+        uids.add(dashboard["uid"])
+        titles.add(dashboard["title"])
+        assert re.fullmatch(r"[a-zA-Z0-9_-]{1,40}", dashboard["uid"]), name
+        assert dashboard.get("id") is None, "%s: provisioned dashboards carry no database id" % name
+        assert isinstance(dashboard.get("schemaVersion"), int)
+        panels = list(all_panels(dashboard))
+        ids = [item["id"] for item in panels]
+        assert len(ids) == len(set(ids)), "%s: duplicate panel ids" % name
+        for item in panels:
+            assert {"x", "y", "w", "h"} <= set(item["gridPos"]), (name, item["title"])
+            assert item.get("title"), name
+
+
+def test_every_panel_queries_the_provisioned_datasource():
+    uid = datasource_uid()
+    for name, dashboard in load_dashboards():
+        for variable in dashboard["templating"]["list"]:
+            if variable["type"] == "query":
+                assert variable["datasource"] == {"type": PLUGIN, "uid": uid}, (name, variable["name"])
+                assert variable["query"]["rawSql"].strip()
+        for item in query_panels(dashboard):
+            where = (name, item["title"])
+            assert item["datasource"] == {"type": PLUGIN, "uid": uid}, where
+            assert item.get("targets"), "%s has no query" % (where,)
+            refs = [target["refId"] for target in item["targets"]]
+            assert len(refs) == len(set(refs)), where
+            for target in item["targets"]:
+                assert target.get("datasource", item["datasource"]) == {"type": PLUGIN, "uid": uid}, where
+                assert target["rawSql"].strip() and target.get("rawQuery") is True, where
+                assert target.get("editorMode") == "code", where
+                assert target["format"] in (FORMAT_TIME_SERIES, FORMAT_TABLE), where
+            if item.get("repeat"):
+                assert item["repeat"] in {v["name"] for v in dashboard["templating"]["list"]}, where
+
+
+def sql_texts(dashboard):
+    texts = [v["query"]["rawSql"] for v in dashboard["templating"]["list"] if v["type"] == "query"]
+    return texts + [t["rawSql"] for item in query_panels(dashboard) for t in item["targets"]]
+
+
+def test_no_hard_coded_project_or_dataset():
+    for name, dashboard in load_dashboards():
+        for sql in sql_texts(dashboard):
+            assert not re.search(r"(test|local)-project|mlops\.", sql), (name, sql)
+            ctes = set(re.findall(r"(?:WITH|,)\s*(\w+)\s+AS\s*\(", sql, flags=re.IGNORECASE))
+            for source in re.findall(r"\b(?:FROM|JOIN)\s+([^\s(),]+)", sql, flags=re.IGNORECASE):
+                if source in ctes or source.upper() == "UNNEST":
+                    continue
+                match = re.fullmatch(r"`\$\{dataset\}\.(\w+)`", source)
+                assert match and match.group(1) in TABLES, "%s reads %s: use `${dataset}.<table>`" % (name, source)
+
+
+# ---- every query on the emulator ----
+
+@pytest.mark.parametrize("dashboard_file", [path.name for path in DASHBOARDS])
+def test_every_query_runs_on_the_seeded_tables(seeded, dashboard_file):
+    client, dataset, _data = seeded
+    dashboard = json.loads((GRAFANA_DIR / "dashboards" / dashboard_file).read_text())
+    variables, options = resolve_variables(client, dashboard, dataset)
+    checked = 0
+    for item in query_panels(dashboard):
+        for instance in panel_instances(item, variables, options):
+            interpolate_variables(item["title"], instance)  # titles may use variables too
+            for target in item["targets"]:
+                sql = expand(target["rawSql"], instance)
+                try:
+                    rows, columns = run_query(client, sql)
+                except Exception as exc:  # pylint: disable=broad-except
+                    raise AssertionError("%s failed: %s\n%s" % (item["title"], exc, sql)) from exc
+                check_result(item, target, rows, columns)
+                checked += 1
+    assert checked >= len(query_panels(dashboard))
+
+
+def find_panel(dashboard_uid, title_start):
+    for _name, dashboard in load_dashboards():
+        if dashboard["uid"] == dashboard_uid:
+            for item in query_panels(dashboard):
+                if item["title"].startswith(title_start):
+                    return dashboard, item
+    raise AssertionError("no panel %r in %s" % (title_start, dashboard_uid))
+
+
+def panel_rows(seeded, dashboard_uid, title_start, time_range=TIME_RANGE, **chosen):
+    client, dataset, _data = seeded
+    dashboard, item = find_panel(dashboard_uid, title_start)
+    variables, _options = resolve_variables(client, dashboard, dataset)
+    variables.update({name: (value, True) for name, value in chosen.items()})
+    return run_query(client, expand(item["targets"][0]["rawSql"], variables, time_range))[0]
+
+
+def in_range(row):
+    moment = datetime.datetime.fromisoformat(row["timestamp"].replace("Z", "+00:00"))
+    return TIME_RANGE[0] <= moment <= TIME_RANGE[1]
+
+
+def test_variables_offer_the_seeded_models_and_features(seeded):
+    client, dataset, _data = seeded
+    for _name, dashboard in load_dashboards():
+        _variables, options = resolve_variables(client, dashboard, dataset)
+        assert options["model"] == ["charges", "churn"]
+        if "feature" in options:
+            assert options["feature"] == ["contract_type", "monthly_charges", "tenure_months", "total_charges"]
+
+
+def test_prediction_volume_counts_every_prediction_in_range(seeded):
+    _client, _dataset, data = seeded
+    rows = panel_rows(seeded, "mlops-serving", "Prediction volume", model=["churn"])
+    expected = sum(1 for row in data.predictions if row["model_name"] == "churn" and in_range(row))
+    assert sum(row["predictions"] for row in rows) == expected
+    assert {row["version"] for row in rows} == {"churn v3", "churn v4", "churn v9"}
+
+
+def test_model_versions_table(seeded):
+    _client, _dataset, data = seeded
+    rows = panel_rows(seeded, "mlops-serving", "Model versions")
+    expected = {}
+    for row in data.predictions:
+        if in_range(row):
+            key = (row["model_name"], row["model_version"])
+            expected[key] = expected.get(key, 0) + 1
+    assert {(row["model_name"], row["model_version"]): row["predictions"] for row in rows} == expected
+
+
+def test_drift_status_shows_the_latest_window(seeded):
+    client, dataset, _data = seeded
+    latest = query(client, "SELECT model_name, feature, metric_type, value, drift_detected FROM `%s.%s.drift_metrics` "
+                           "WHERE window_end = TIMESTAMP '2026-02-03 00:00:00+00' AND feature IS NOT NULL" % (PROJECT, dataset))
+    rows = panel_rows(seeded, "mlops-model-health", "Drift status")
+    assert {(r["model_name"], r["feature"], r["metric_type"]): (r["value"], r["drift_detected"]) for r in rows} == \
+        {(r["model_name"], r["feature"], r["metric_type"]): (r["value"], r["drift_detected"]) for r in latest}
+    assert {row["window_end"] for row in rows} == {NEXT_WINDOW[1]}
+    # With the time range ending before the second window, the first window is the latest: drift shows.
+    first = panel_rows(seeded, "mlops-model-health", "Drift status", time_range=(TIME_RANGE[0], WINDOW[1]))
+    status = {(row["model_name"], row["feature"], row["metric_type"]): row["drift_detected"] for row in first}
+    assert status[("churn", "total_charges", "psi")] is True
+    assert status[("churn", "monthly_charges", "psi")] is False
+    assert status[("charges", "total_charges", "psi")] is False
+    assert first[0]["drift_detected"] is True  # drifted rows first
+
+
+def test_drift_panel_repeats_per_feature_with_thresholds(seeded):
+    rows = panel_rows(seeded, "mlops-model-health", "Drift of", feature=["total_charges"], model=["churn"])
+    assert {row["series"] for row in rows} == {"churn psi", "churn ks"}
+    assert {row["threshold"] for row in rows if row["series"] == "churn psi"} == {0.2}
+    assert {row["time"] for row in rows} == {WINDOW[1], NEXT_WINDOW[1]}
+
+
+def test_quality_panel_has_each_models_metric(seeded):
+    rows = panel_rows(seeded, "mlops-model-health", "Model quality over time")
+    assert {row["series"] for row in rows} == {"churn accuracy", "charges mae", "charges rmse"}
+    # Only the first window has ground truth; the second window's predictions have no outcome yet.
+    accuracy = [(row["time"], row["value"]) for row in rows if row["series"] == "churn accuracy"]
+    assert len(accuracy) == 1 and accuracy[0][0] == WINDOW[1] and 0.3 < accuracy[0][1] < 0.7
+
+
+def test_a_broken_query_would_fail():
+    """The checks catch a wrong column and an unknown macro (the test can fail)."""
+    item = {"title": "x", "type": "timeseries", "fieldConfig": {"overrides": []}, "options": {}}
+    with pytest.raises(AssertionError, match="TIMESTAMP column named time"):
+        check_result(item, {"refId": "A", "format": 0}, [{"ts": 1, "v": 1.0}], {"ts": "TIMESTAMP", "v": "FLOAT"})
+    with pytest.raises(AssertionError, match="not one the BigQuery plugin expands"):
+        expand_macros("SELECT $__unixEpochFilter(ts)")
+    with pytest.raises(AssertionError, match="unknown variable"):
+        interpolate_variables("SELECT * FROM `${project}.x`", {})
+    assert expand("WHERE $__timeFilter(ts) GROUP BY $__timeGroup(ts, $__interval)", {}) == (
+        "WHERE ts >= '2026-01-31T00:00:00Z' AND ts <= '2026-02-03T06:00:00Z' "
+        "GROUP BY TIMESTAMP_MILLIS(DIV(UNIX_MILLIS(ts), 3600000) * 3600000)")
+    assert interpolate_variables("IN (${m}) AND d = '$d'", {"m": (["a", "o'k"], True), "d": ("x", False)}) == \
+        "IN ('a','o''k') AND d = 'x'"
+
+
+# ---- provisioning files and image ----
+
+def env_reference(value):
+    return isinstance(value, str) and re.fullmatch(r"\$\{?[A-Z][A-Z0-9_]*\}?", value) is not None
+
+
+def dockerfile_env():
+    text = DOCKERFILE.read_text().replace("\\\n", " ")
+    env = {}
+    for line in text.splitlines():
+        if line.startswith("ENV "):
+            env.update(dict(re.findall(r"(\w+)=(\S+)", line)))
+    return env
+
+
+def test_datasource_provisioning():
+    document = yaml.safe_load(DATASOURCES.read_text())
+    assert document["apiVersion"] == 1
+    (source,) = document["datasources"]
+    assert source["type"] == PLUGIN and source["uid"] == "mlops-bigquery" and source["editable"] is False
+    data = source["jsonData"]
+    assert env_reference(data["defaultProject"]) and env_reference(data["authenticationType"])
+    variable = data["authenticationType"].strip("${}")
+    assert dockerfile_env()[variable] == "gce"  # metadata-server credentials unless the deployment says jwt
+    for key, value in {**data, **source.get("secureJsonData", {})}.items():
+        if key in ("privateKey", "clientEmail", "privateKeyPath"):
+            assert env_reference(value), "%s must come from the environment, not the file" % key
+    assert "BEGIN PRIVATE KEY" not in DATASOURCES.read_text()
+
+
+def test_dashboard_provider_points_at_the_copied_dashboards():
+    (provider,) = yaml.safe_load(PROVIDERS.read_text())["providers"]
+    assert provider["type"] == "file" and provider["allowUiUpdates"] is False and provider["disableDeletion"] is True
+    copies = dict(re.findall(r"^COPY\s+(\S+)\s+(\S+)\s*$", DOCKERFILE.read_text(), flags=re.MULTILINE))
+    assert copies["dashboards/"].rstrip("/") == provider["options"]["path"].rstrip("/")
+    assert copies["provisioning/"].rstrip("/") == "/etc/grafana/provisioning"
+
+
+def test_image_is_pinned_locked_down_and_non_root():
+    text = DOCKERFILE.read_text()
+    assert re.search(r"^FROM grafana/grafana:\d+\.\d+\.\d+\s*$", text, flags=re.MULTILINE)
+    version = re.search(r"BIGQUERY_PLUGIN_VERSION=(\S+)", text).group(1)
+    assert re.fullmatch(r"\d+\.\d+\.\d+", version)
+    assert re.search(r"plugins install %s \"\$\{BIGQUERY_PLUGIN_VERSION\}\"" % PLUGIN, text)
+    assert "GF_INSTALL_PLUGINS" not in text  # nothing downloaded at start
+    env = dockerfile_env()
+    assert env["GF_AUTH_ANONYMOUS_ENABLED"] == "false" and env["GF_USERS_ALLOW_SIGN_UP"] == "false"
+    assert env["GF_DATABASE_TYPE"] == "postgres"
+    assert not any(key.startswith("GF_SECURITY_ADMIN_PASSWORD") or key.startswith("GF_DATABASE_PASSWORD") for key in env)
+    users = re.findall(r"^USER\s+(\S+)", text, flags=re.MULTILINE)
+    assert users and users[-1] not in ("root", "0", "0:0")
+    assert re.search(r'^ENTRYPOINT \["/usr/local/bin/mlops-grafana-entrypoint"\]', text, flags=re.MULTILINE)
+    assert "COPY entrypoint.sh /usr/local/bin/mlops-grafana-entrypoint" in text
+
+
+def start(env, tmp_path, command=("sh", "-c", "echo started port=${GF_SERVER_HTTP_PORT:-}")):
+    full = {"PATH": os.environ["PATH"], "HOME": str(tmp_path)}
+    full.update(env)
+    return subprocess.run(["sh", str(ENTRYPOINT)] + list(command), env=full, capture_output=True, text=True,
+                          timeout=30, check=False)
+
+
+@pytest.fixture
+def safe_env(tmp_path):
+    password = tmp_path / "admin-password"
+    password.write_text("a-long-generated-secret\n")
+    database_password = tmp_path / "db-password"
+    database_password.write_text("another-secret")
+    return {
+        "GF_SECURITY_ADMIN_PASSWORD__FILE": str(password), "GF_DATABASE_TYPE": "postgres",
+        "GF_DATABASE_HOST": "/cloudsql/p:r:i", "GF_DATABASE_NAME": "grafana", "GF_DATABASE_USER": "grafana",
+        "GF_DATABASE_PASSWORD__FILE": str(database_password), "GF_BIGQUERY_PROJECT": "my-project",
+        "GF_BIGQUERY_AUTHENTICATION_TYPE": "gce",
+    }
+
+
+def test_start_script_starts_a_safe_configuration(safe_env, tmp_path):
+    proc = start(dict(safe_env, PORT="8080"), tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "started port=8080"
+    proc = start(dict(safe_env, PORT="8080", GF_SERVER_HTTP_PORT="3000"), tmp_path)
+    assert proc.stdout.strip() == "started port=3000"
+
+
+@pytest.mark.parametrize("change, complaint", [
+    ({"GF_SECURITY_ADMIN_PASSWORD__FILE": None}, "admin password"),
+    ({"GF_SECURITY_ADMIN_PASSWORD__FILE": None, "GF_SECURITY_ADMIN_PASSWORD": "admin"}, "must not be the default"),
+    ({"GF_SECURITY_ADMIN_PASSWORD__FILE": "/nonexistent/file"}, "admin password"),
+    ({"GF_DATABASE_TYPE": None}, "GF_DATABASE_TYPE must be postgres"),
+    ({"GF_DATABASE_TYPE": "sqlite3"}, "GF_DATABASE_TYPE must be postgres"),
+    ({"GF_DATABASE_HOST": None}, "GF_DATABASE_HOST is not set"),
+    ({"GF_DATABASE_PASSWORD__FILE": None}, "GF_DATABASE_PASSWORD"),
+    ({"GF_BIGQUERY_PROJECT": None}, "GF_BIGQUERY_PROJECT"),
+    ({"GF_BIGQUERY_AUTHENTICATION_TYPE": "jwt"}, "jwt needs"),
+    ({"GF_BIGQUERY_AUTHENTICATION_TYPE": "anonymous"}, "must be gce or jwt"),
+])
+def test_start_script_refuses_an_unsafe_configuration(safe_env, tmp_path, change, complaint):
+    env = dict(safe_env)
+    for key, value in change.items():
+        if value is None:
+            env.pop(key, None)
+        else:
+            env[key] = value
+    proc = start(env, tmp_path)
+    assert proc.returncode == 64 and "started" not in proc.stdout
+    assert complaint in proc.stderr
+    assert "a-long-generated-secret" not in proc.stderr + proc.stdout
+
+
+def test_start_script_never_prints_secrets(tmp_path):
+    proc = start({"GF_SECURITY_ADMIN_PASSWORD": "admin", "GF_DATABASE_PASSWORD": "hunter2-db", "GF_DATABASE_TYPE": "mysql"}, tmp_path)
+    assert proc.returncode == 64
+    assert "hunter2-db" not in proc.stderr and "GF_BIGQUERY_PROJECT" in proc.stderr
+
+
+def test_start_script_sqlite_only_when_asked(safe_env, tmp_path):
+    env = {key: value for key, value in safe_env.items() if not key.startswith("GF_DATABASE")}
+    assert start(env, tmp_path).returncode == 64
+    assert start(dict(env, MLOPS_GRAFANA_ALLOW_SQLITE="true"), tmp_path).returncode == 0
