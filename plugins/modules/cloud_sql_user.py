@@ -361,11 +361,19 @@ def run(user):
             if p["type"] == "BUILT_IN" and not has_password:
                 raise ResourceError("%s %s does not exist: creating a BUILT_IN user needs password or "
                                     "password_secret" % (user.kind, p["name"]))
-            password = user.password() if has_password else None
+            password = None
+            if has_password:
+                try:
+                    password = user.password()
+                except GcpApiError as exc:
+                    # In a check run the secret may be one an earlier task would have created.
+                    if not (module.check_mode and exc.status == 404):
+                        raise
+                    module.warn("%s (yet): the user would get its password once it exists" % exc)
             after = user.view()
-            if password is not None:
+            if has_password:
                 after["password"] = HIDDEN
-            result.update(changed=True, password_updated=password is not None, diff=dict(before={}, after=after))
+            result.update(changed=True, password_updated=has_password, diff=dict(before={}, after=after))
             result["user"] = user.view() if module.check_mode else user.create(password)
             return result
 

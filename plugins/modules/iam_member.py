@@ -212,6 +212,12 @@ def main():
     try:
         update = update_policy(target, edit, check_mode=module.check_mode)
     except GcpApiError as exc:
+        if exc.status == 404 and module.check_mode and p["state"] == "present":
+            # In a check run the resource may be one an earlier task would have created.
+            module.warn("%s %s does not exist (yet): the grant would be made once it does"
+                        % (target.type.label, target.name))
+            result["changed"] = True
+            module.exit_json(**result)
         module.fail_api(exc, **result)
     after = binding_view(update.after, role, condition)
     result.update(changed=update.changed, binding=after, etag=update.after.get("etag"))

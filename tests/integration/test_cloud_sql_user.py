@@ -194,6 +194,14 @@ def test_check_mode_create_writes_nothing(user, password_secret, fake_gcp):
     assert password_secret.value not in user.output
 
 
+def test_check_mode_with_a_secret_still_to_be_created_predicts_the_user(user, fake_gcp, unique):
+    """A check run of a playbook whose earlier task would generate the password."""
+    preview = user.run(check=True, password_secret="later-" + unique)
+    assert preview["rc"] == 0 and preview["changed"] is True, preview
+    assert "does not exist" in json.dumps(preview["warnings"]) or "not found" in json.dumps(preview["warnings"])
+    assert fake_gcp.writes() == []
+
+
 def test_iam_service_account_on_postgres_is_trimmed(fake_gcp, postgres, unique):
     email = "sa-%s@%s.iam.gserviceaccount.com" % (unique, PROJECT)
     sa = Users(fake_gcp, postgres, email)

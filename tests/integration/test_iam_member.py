@@ -8,6 +8,7 @@ then holds a stale etag; it must retry from a fresh read and keep the other writ
 
 from __future__ import annotations
 
+import json
 import re
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -382,6 +383,15 @@ def test_missing_resource_is_reported(iam, fake_gcp, unique):
     result = iam(resource_type="secret", resource="missing-" + unique, role=ACCESSOR, member="user:a@example.com")
     assert result["rc"] == 1 and result["status"] == 404, result
     assert "projects/%s/secrets/missing-%s" % (PROJECT, unique) in result["msg"]
+    assert fake_gcp.writes() == []
+
+
+def test_check_mode_on_a_resource_still_to_be_created_predicts_the_grant(iam, fake_gcp, unique):
+    """A check run of a playbook whose earlier task would create the secret."""
+    result = iam(check=True, resource_type="secret", resource="later-" + unique, role=ACCESSOR,
+                 member="user:a@example.com")
+    assert result["rc"] == 0 and result["changed"] is True, result
+    assert "does not exist (yet)" in json.dumps(result["warnings"])
     assert fake_gcp.writes() == []
 
 

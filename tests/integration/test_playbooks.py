@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import requests
 import yaml
 
 from tests.conftest import ROOT
@@ -66,3 +67,44 @@ def test_site_converges_and_second_run_writes_nothing(bigquery, storage, unique)
     assert proc.returncode == 0 and recap["changed"] == 0, proc.stdout
     assert bigquery.writes() == [] and storage.writes() == []
     assert len(bigquery.requests) == 5 and len(storage.requests) == 1, "one read per resource"
+
+
+def test_site_on_gcp_converges_against_the_stand_ins(bigquery, storage, fake_gcp, unique):
+    """inventories/dev (target gcp) with every API pointed at the stand-ins: APIs, service accounts and
+    their grants, Cloud SQL, the generated password, BigQuery and the bucket; then teardown."""
+    extra = json.dumps({
+        "mlops_gcp_project": "test-project", "mlops_gcp_auth_kind": "anonymous",
+        "mlops_gcp_api_endpoints": dict(fake_gcp.endpoints, bigquery=bigquery.url, storage=storage.url),
+        "mlops_bigquery_dataset": "gcp_" + unique, "mlops_mlflow_artifacts_bucket": "gcp-" + unique,
+        "mlops_cloudsql_instance": "pg-" + unique, "mlflow_database_password_secret": "mlflow-db-" + unique,
+        "mlops_service_accounts": {unit: "%s-%s" % (unit[:4], unique)
+                                   for unit in ("mlflow", "serving", "grafana", "monitoring")},
+    })
+    args = ("site.yml", "-i", "inventories/dev", "-e", extra)
+    stand_ins = (bigquery, storage, fake_gcp)
+
+    proc, recap = playbook(*args, "--check")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert recap["changed"] >= 10 and not any(s.writes() for s in stand_ins), proc.stdout
+
+    proc, recap = playbook(*args)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    user = fake_gcp.calls(method="POST", path=r"sqladmin/.*/instances/pg-%s/users$" % unique)
+    secret = fake_gcp.calls(method="POST", path=r"secretmanager/.*/secrets/mlflow-db-%s:addVersion" % unique)
+    assert len(user) == 1 and len(secret) == 1, "one generated password, given to the database user"
+    policy = requests.post("%s/v3/projects/test-project:getIamPolicy" % fake_gcp.endpoints["cloudresourcemanager"],
+                           json={}, timeout=10).json()
+    granted = {(b["role"], m) for b in policy["bindings"] for m in b["members"]}
+    assert ("roles/cloudsql.client", "serviceAccount:mlfl-%s@test-project.iam.gserviceaccount.com" % unique) in granted
+
+    for stand_in in stand_ins:
+        stand_in.clear()
+    proc, recap = playbook(*args, "--diff")
+    assert proc.returncode == 0 and recap["changed"] == 0, proc.stdout
+    assert not any(s.writes() for s in stand_ins)
+
+    proc, recap = playbook("playbooks/teardown.yml", "-i", "inventories/dev", "-e", extra)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    instance = requests.get("%s/sql/v1beta4/projects/test-project/instances/pg-%s"
+                            % (fake_gcp.endpoints["sqladmin"], unique), timeout=10)
+    assert instance.status_code == 404
