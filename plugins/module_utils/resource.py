@@ -106,6 +106,27 @@ def top_level(paths):
     return sorted({p.split(".")[0] for p in paths})
 
 
+def lookup(value, path):
+    """The value at a dotted path ("settings.tier") of nested mappings, None when a part is missing."""
+    for key in path.split("."):
+        value = value.get(key) if isinstance(value, dict) else None
+    return value
+
+
+def with_fields(view, source, fields):
+    """A copy of view where each field (a top-level name or a dotted path) holds its value in source."""
+    view = dict(view)
+    for field in fields:
+        parts = field.split(".", 1)
+        head = parts[0]
+        if len(parts) == 2 and isinstance(source.get(head), dict):
+            inner = view.get(head)
+            view[head] = with_fields(inner if isinstance(inner, dict) else {}, source[head], parts[1:])
+        else:
+            view[head] = source.get(head)
+    return view
+
+
 def patch_body(actual, desired, changed_fields):
     """The PATCH body for the changed top-level fields.
 
@@ -162,6 +183,11 @@ class Resource:
     def check_delete(self, actual):
         """Raise ResourceError when deleting would destroy something the user did not agree to lose."""
 
+    def report(self, result):
+        """Add module-specific keys to the result just before the module exits (a connection string, a
+        restart notice...). The result already holds changed, the resource under result_key, and for an
+        update changed_fields and diff."""
+
     def normalize(self, actual):
         """Put the actual resource in the desired body's shape (aliases, casing, order) before comparing."""
         return actual
@@ -181,7 +207,7 @@ class Resource:
             raise ResourceError(
                 "%s %s: %s cannot be changed in place (%s); delete and re-create the resource to change it"
                 % (self.kind, self.name, ", ".join(blocked),
-                   "; ".join("%s is %r, asked for %r" % (f, actual.get(f), desired.get(f)) for f in blocked))
+                   "; ".join("%s is %r, asked for %r" % (f, lookup(actual, f), lookup(desired, f)) for f in blocked))
             )
         return "update"
 
@@ -222,6 +248,7 @@ def converge(resource):
                 if not module.check_mode:
                     resource.delete(raw)
             result[resource.result_key] = {}
+            resource.report(result)
             _exit(module, result)
 
         if actual is None:
@@ -233,7 +260,8 @@ def converge(resource):
             if changed_fields:
                 plan = resource.plan_update(actual, desired, changed_fields)
                 before_view = project(actual, desired)
-                after_view = dict(before_view, **{f: desired[f] for f in changed_fields})
+                # A changed field is a top-level name or a dotted path into a nested object ("settings.tier").
+                after_view = with_fields(before_view, desired, changed_fields)
                 result.update(changed=True, changed_fields=changed_fields,
                               diff=dict(before=before_view, after=after_view))
                 if plan == "recreate":
@@ -245,6 +273,7 @@ def converge(resource):
                     else:
                         after = resource.update(raw, desired, changed_fields)
         result[resource.result_key] = after
+        resource.report(result)
         _exit(module, result)
     except ResourceError as exc:
         module.fail_json(msg=str(exc), **result)
