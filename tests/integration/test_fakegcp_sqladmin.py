@@ -156,6 +156,13 @@ class TestInstances:
         assert settings["backupConfiguration"]["pointInTimeRecoveryEnabled"] is True
         assert settings["userLabels"] == {"team": "ml"} and settings["tier"] == "db-custom-1-3840"
 
+    def test_patch_merges_user_labels_and_null_removes_one(self, fake_gcp, unique):
+        name = "lb-%s" % unique
+        create(fake_gcp, name, settings=dict(PG_SETTINGS, userLabels={"team": "ml", "env": "dev"}))
+        patch(fake_gcp, name, {"settings": {"userLabels": {"env": None, "tier": "gold"}}})
+        instance = sql(fake_gcp, "GET", "/instances/%s" % name).json()
+        assert instance["settings"]["userLabels"] == {"team": "ml", "tier": "gold"}
+
     def test_put_replaces_settings(self, fake_gcp, unique):
         name = "put-%s" % unique
         create(fake_gcp, name, settings=dict(PG_SETTINGS, userLabels={"a": "b"}, dataDiskSizeGb="20"))

@@ -224,8 +224,10 @@ class Document:
             if not isinstance(value, dict):
                 raise _bad_value(where, "TYPE_MESSAGE", value)
             if "additionalProperties" in prop:
-                return {key: self._check_value(prop["additionalProperties"], item, "%s[%s]" % (where, key), required)
-                        for key, item in value.items() if item is not None}
+                # A null map value is kept: some APIs (Cloud SQL userLabels) remove that key on PATCH.
+                return {key: None if item is None else
+                        self._check_value(prop["additionalProperties"], item, "%s[%s]" % (where, key), required)
+                        for key, item in value.items()}
             if "properties" in prop:
                 return self._check_object(prop, value, where, required)
             return value

@@ -8,7 +8,7 @@ write on the instance gets 409 operationInProgress; the change is applied when t
   here, never taken from the request; defaults are filled in (PD_SSD, 10 GB, ZONAL, PER_USE, ALWAYS ...);
 - the default edition is ENTERPRISE_PLUS for POSTGRES_16+ and MYSQL_8_4 (ENTERPRISE before), and the tier
   must fit the edition ("Invalid Tier (db-custom-1-3840) for (ENTERPRISE_PLUS) Edition ...");
-- PATCH merges `settings` field by field (lists and userLabels replaced); PUT (update) replaces settings;
+- PATCH merges `settings` field by field (lists replaced; userLabels merged, null removes a key); PUT (update) replaces settings;
 - region cannot change; a deleted instance's name cannot be reused; deletion protection blocks delete;
 - authorizedNetworks entries come back with kind sql#aclEntry; passwords are write-only;
 - a POSTGRES_* instance starts with database "postgres" and user "postgres".
@@ -65,9 +65,17 @@ def default_edition(version):
 
 
 def merge(target, patch):
-    """PATCH semantics of Cloud SQL settings: objects merge field by field, lists and maps of labels replace."""
+    """PATCH semantics of Cloud SQL settings: objects merge field by field, lists replace. userLabels merge
+    key by key and a key sent as null is removed (as gcloud --remove-user-labels does)."""
     for key, value in patch.items():
-        if isinstance(value, dict) and isinstance(target.get(key), dict) and key != "userLabels":
+        if key == "userLabels" and isinstance(value, dict):
+            labels = target.setdefault(key, {})
+            for label, text in value.items():
+                if text is None:
+                    labels.pop(label, None)
+                else:
+                    labels[label] = text
+        elif isinstance(value, dict) and isinstance(target.get(key), dict):
             merge(target[key], value)
         else:
             target[key] = copy.deepcopy(value)

@@ -101,7 +101,7 @@ def label_problems(labels, where="labels"):
         if not LABEL_KEY.match(key):
             return "Invalid %s key %r: keys start with a lowercase letter and hold at most 63 lowercase letters, " \
                    "digits, underscores or dashes." % (where, key)
-        if not LABEL_VALUE.match(value):
+        if value is not None and not LABEL_VALUE.match(value):  # null removes a label in a PATCH
             return "Invalid %s value %r for key %r: at most 63 lowercase letters, digits, underscores or dashes." \
                 % (where, value, key)
     if len(labels or {}) > 64:
