@@ -25,8 +25,8 @@ def test_done_operation_returns_its_response_without_polling(server):
 
 
 def test_polls_until_done(server):
-    server.answer((200, {"name": "operations/a"}), (200, {"name": "operations/a", "done": True,
-                                                           "response": {"services": []}}))
+    done = {"name": "operations/a", "done": True, "response": {"services": []}}
+    server.answer((200, {"name": "operations/a"}), (200, done))
     client, sleeps = client_for(server, "serviceusage")
     assert wait_operation(client, "serviceusage", {"name": "operations/a"}) == {"services": []}
     assert [r["path"] for r in server.requests] == ["/v1/operations/a", "/v1/operations/a"]
