@@ -1,0 +1,1 @@
+"""The MLflow tracking server image: configuration from the environment, `serve`, `migrate`, `healthcheck`."""

@@ -1,0 +1,196 @@
+"""The serving API: FastAPI app factory.
+
+    GET  /health   the process is alive (503 if a background thread died)
+    GET  /ready    a model is loaded (503 until then)
+    POST /predict  one instance or a batch, validated against the model signature
+    GET  /model    name, version, alias, run_id and signature of the served model
+    GET  /metrics  Prometheus text
+
+POST /predict takes one instance:
+    {"features": {"tenure_months": 3, "monthly_charges": 70.5, "contract_type": "month_to_month"},
+     "entity_id": "customer-42"}                                   (entity_id optional)
+and answers {"prediction_id": "<uuid>", "prediction": 1, "probability": 0.81,
+             "model_name": "churn", "model_version": "3", "model_alias": "champion"}
+or a batch (1 to MAX_INSTANCES instances, each shaped like the single form):
+    {"instances": [{"features": {...}, "entity_id": "customer-42"}, {"features": {...}}]}
+and answers {"model_name": ..., "model_version": ..., "model_alias": ...,
+             "predictions": [{"prediction_id": ..., "prediction": ..., "probability": ...}, ...]}
+`prediction` is the model's output (a number for a regressor, the class for a classifier); `probability`,
+for binary classifiers only, is the probability of the positive class.
+
+Errors: 422 names every missing, unexpected or wrongly typed feature ({"detail": [{"loc": [...], "msg": ...,
+"type": ...}]}, FastAPI's shape); 503 with Retry-After while no model is loaded, or when the prediction log
+queue is full: then the prediction is NOT acknowledged (no prediction_id is returned, nothing is logged) and
+the client should retry; this is the backpressure that keeps every acknowledged prediction on its way to
+BigQuery.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import uuid
+from datetime import datetime, timezone
+from typing import Any, Optional
+
+from fastapi import FastAPI
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from .metrics import Metrics, MetricsMiddleware
+from .model import ModelManager
+from .prediction_log import PredictionLogger
+
+LOG = logging.getLogger("mlops_serving")
+
+
+class Instance(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    features: dict[str, Any] = Field(description="feature name -> value, as the model signature names them")
+    entity_id: Optional[str] = Field(default=None, max_length=1024,
+                                     description="ID of the entity the prediction is about (logged)")
+
+
+class PredictRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    instances: Optional[list[Instance]] = Field(default=None, min_length=1, description="a batch of instances")
+    features: Optional[dict[str, Any]] = Field(default=None, description="one instance's features")
+    entity_id: Optional[str] = Field(default=None, max_length=1024, description="with features: its entity")
+
+    @model_validator(mode="after")
+    def one_form(self):
+        if (self.instances is None) == (self.features is None):
+            raise ValueError("send either 'features' (one instance) or 'instances' (a batch), not both or neither")
+        if self.instances is not None and self.entity_id is not None:
+            raise ValueError("'entity_id' goes inside each instance of a batch")
+        return self
+
+
+def _now():
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _unavailable(detail, retry_after=1):
+    return JSONResponse({"detail": detail}, status_code=503, headers={"Retry-After": str(retry_after)})
+
+
+def create_app(settings, *, manager=None, prediction_log=None, bigquery_client=None):
+    """The app for `settings`; a manager or prediction log passed in is used instead of one built from them."""
+    manager = manager or ModelManager(settings.tracking_uri, settings.model_name, settings.model_alias,
+                                      settings.poll_interval)
+    prediction_log = prediction_log or PredictionLogger.from_settings(settings, client=bigquery_client)
+    metrics = Metrics(prediction_log, manager)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app):
+        prediction_log.start()
+        manager.start()  # loads the model in the background: /health answers at once, /ready once loaded
+        LOG.info("serving %s; logging predictions to %s", settings.model_uri, settings.table_path)
+        try:
+            yield
+        finally:
+            manager.stop()
+            flushed = prediction_log.close(settings.shutdown_timeout)
+            stats = prediction_log.stats()
+            LOG.info("prediction log closed: %d rows written, %d failed, %d dropped%s", stats["written"],
+                     stats["failed"], stats["dropped"], "" if flushed else " (see the dead-letter log)")
+
+    app = FastAPI(title="mlops serving API", version="1.0", lifespan=lifespan)
+    app.add_middleware(MetricsMiddleware, metrics=metrics)
+    app.state.settings = settings
+    app.state.manager = manager
+    app.state.prediction_log = prediction_log
+    app.state.metrics = metrics
+
+    @app.get("/health")
+    def health():
+        if not prediction_log.alive() or not manager.alive():
+            return JSONResponse({"status": "failing", "prediction_log": prediction_log.alive(),
+                                 "model_poller": manager.alive()}, status_code=503)
+        return {"status": "ok"}
+
+    @app.get("/ready")
+    def ready():
+        current = manager.current
+        if current is None:
+            return _unavailable({"ready": False, "model": settings.model_uri,
+                                 "error": manager.last_error or "loading"}, retry_after=5)
+        return {"ready": True, "model_name": current.name, "model_version": current.version,
+                "model_alias": current.alias}
+
+    @app.get("/model")
+    def model_info():
+        current = manager.current
+        if current is None:
+            return _unavailable("model %s is not loaded yet" % settings.model_uri, retry_after=5)
+        return current.describe()
+
+    @app.get("/metrics")
+    def metrics_text():
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    @app.post("/predict")
+    def predict(body: PredictRequest):
+        model = manager.current  # this request's model, whatever a concurrent swap does
+        if model is None:
+            return _unavailable("model %s is not loaded yet" % settings.model_uri, retry_after=5)
+        single = body.features is not None
+        instances = [Instance(features=body.features, entity_id=body.entity_id)] if single else body.instances
+        if len(instances) > settings.max_instances:
+            return JSONResponse({"detail": [{"loc": ["body", "instances"], "type": "too_long",
+                                             "msg": "at most %d instances per request, got %d" % (
+                                                 settings.max_instances, len(instances))}]}, status_code=422)
+        errors = []
+        for index, instance in enumerate(instances):
+            location = ["body", "features"] if single else ["body", "instances", index, "features"]
+            errors.extend(model.validate(instance.features, location))
+        if errors:
+            return JSONResponse({"detail": errors}, status_code=422)
+        timestamp = _now()
+        try:
+            outputs, latency_ms = model.predict([instance.features for instance in instances])
+        except Exception as exc:  # pylint: disable=broad-exception-caught
+            return _prediction_error(exc, model)
+        ids = [str(uuid.uuid4()) for _i in instances]
+        rows = [{"prediction_id": prediction_id, "entity_id": instance.entity_id, "timestamp": timestamp,
+                 "model_name": model.name, "model_version": model.version, "model_alias": model.alias,
+                 "features": json.dumps(instance.features, separators=(",", ":")),
+                 "prediction": output.numeric, "prediction_label": output.label, "latency_ms": latency_ms}
+                for prediction_id, instance, output in zip(ids, instances, outputs)]
+        if not prediction_log.offer(rows):
+            LOG.warning("prediction log queue full (%d rows): refusing %d predictions with 503",
+                        prediction_log.max_queue, len(rows))
+            return _unavailable("the prediction log queue is full (BigQuery is slow or unavailable); the "
+                                "prediction was not recorded, retry later")
+        metrics.predictions.labels(model.version).inc(len(rows))
+        metrics.model_latency.observe(latency_ms / 1000.0)
+        results = [_result(prediction_id, output) for prediction_id, output in zip(ids, outputs)]
+        envelope = {"model_name": model.name, "model_version": model.version, "model_alias": model.alias}
+        if single:
+            return JSONResponse(dict(results[0], **envelope))
+        return JSONResponse(dict(envelope, predictions=results))
+
+    return app
+
+
+def _result(prediction_id, output):
+    result = {"prediction_id": prediction_id, "prediction": output.value}
+    if output.probability is not None:
+        result["probability"] = output.probability
+    return result
+
+
+def _prediction_error(exc, model):
+    from mlflow.exceptions import MlflowException
+
+    if isinstance(exc, MlflowException) and getattr(exc, "error_code", "") == "INVALID_PARAMETER_VALUE":
+        # MLflow's own schema enforcement refused the input (a case the checks before did not catch).
+        return JSONResponse({"detail": [{"loc": ["body"], "msg": exc.message, "type": "model_input"}]},
+                            status_code=422)
+    LOG.exception("model %s version %s failed to predict", model.name, model.version)
+    return JSONResponse({"detail": "the model failed to predict (%s); see the service log" % type(exc).__name__},
+                        status_code=500)

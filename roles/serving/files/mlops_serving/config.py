@@ -1,0 +1,116 @@
+"""Settings of the serving API, read from the environment (Cloud Run sets them on the service)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, fields
+
+# name -> (Settings field, kind, default or REQUIRED, description)
+REQUIRED = object()
+ENVIRONMENT = {
+    "MLFLOW_TRACKING_URI": ("tracking_uri", "str", REQUIRED, "MLflow tracking server the model is loaded from"),
+    "MODEL_NAME": ("model_name", "str", REQUIRED, "registered model name"),
+    "MODEL_ALIAS": ("model_alias", "str", "champion", "alias served: models:/<name>@<alias>"),
+    "MODEL_POLL_INTERVAL": ("poll_interval", "seconds", 30.0,
+                            "how often the alias is checked for a new version (0: never)"),
+    "BIGQUERY_PROJECT": ("bigquery_project", "str", REQUIRED, "project of the predictions table"),
+    "BIGQUERY_DATASET": ("bigquery_dataset", "str", "mlops", "dataset of the predictions table"),
+    "BIGQUERY_TABLE": ("bigquery_table", "str", "predictions", "predictions table"),
+    "BIGQUERY_API_ENDPOINT": ("bigquery_endpoint", "str", None,
+                              "BigQuery API endpoint override (an emulator; then no credentials are used)"),
+    "LOG_BATCH_SIZE": ("batch_size", "int", 500, "rows per insertAll request (at most 10000)"),
+    "LOG_FLUSH_INTERVAL": ("flush_interval", "seconds", 1.0,
+                           "longest a logged prediction waits for its batch to fill"),
+    "LOG_QUEUE_MAX_SIZE": ("queue_max_size", "int", 10000,
+                           "rows waiting to be written; when full, /predict answers 503"),
+    "LOG_MAX_RETRY_SECONDS": ("max_retry_seconds", "seconds", 600.0,
+                              "how long a batch is retried before its rows are counted failed (and logged)"),
+    "LOG_INSERT_TIMEOUT": ("insert_timeout", "seconds", 10.0, "timeout of one insertAll request"),
+    "LOG_SHUTDOWN_TIMEOUT": ("shutdown_timeout", "seconds", 7.0,
+                             "how long shutdown waits for the queue to be written (Cloud Run allows 10 s after SIGTERM)"),
+    "MAX_INSTANCES": ("max_instances", "int", 1000, "most instances in one /predict request"),
+}
+
+
+class ConfigError(ValueError):
+    """An environment variable is missing or invalid; the message names it."""
+
+
+@dataclass(frozen=True)
+class Settings:  # pylint: disable=too-many-instance-attributes
+    tracking_uri: str
+    model_name: str
+    bigquery_project: str
+    model_alias: str = "champion"
+    poll_interval: float = 30.0
+    bigquery_dataset: str = "mlops"
+    bigquery_table: str = "predictions"
+    bigquery_endpoint: str | None = None
+    batch_size: int = 500
+    flush_interval: float = 1.0
+    queue_max_size: int = 10000
+    max_retry_seconds: float = 600.0
+    insert_timeout: float = 10.0
+    shutdown_timeout: float = 7.0
+    max_instances: int = 1000
+
+    def __post_init__(self):
+        names = {spec[0]: env for env, spec in ENVIRONMENT.items()}
+        for field in fields(self):
+            value = getattr(self, field.name)
+            if field.name in ("poll_interval",) and value < 0:
+                raise ConfigError("%s must be 0 or more, got %s" % (names[field.name], value))
+            if isinstance(value, (int, float)) and field.name not in ("poll_interval",) and not value > 0:
+                raise ConfigError("%s must be more than 0, got %s" % (names[field.name], value))
+        if self.batch_size > 10000:
+            raise ConfigError("LOG_BATCH_SIZE must be at most 10000 (BigQuery's insertAll limit), got %d"
+                              % self.batch_size)
+        if self.batch_size > self.queue_max_size:
+            raise ConfigError("LOG_BATCH_SIZE (%d) must not exceed LOG_QUEUE_MAX_SIZE (%d)"
+                              % (self.batch_size, self.queue_max_size))
+        if self.max_instances > self.queue_max_size:
+            raise ConfigError("MAX_INSTANCES (%d) must not exceed LOG_QUEUE_MAX_SIZE (%d)"
+                              % (self.max_instances, self.queue_max_size))
+
+    @property
+    def table_path(self):
+        """project.dataset.table of the predictions table."""
+        return "%s.%s.%s" % (self.bigquery_project, self.bigquery_dataset, self.bigquery_table)
+
+    @property
+    def model_uri(self):
+        return "models:/%s@%s" % (self.model_name, self.model_alias)
+
+    @classmethod
+    def from_env(cls, env):
+        values = {}
+        for name, (attribute, kind, default, description) in ENVIRONMENT.items():
+            raw = (env.get(name) or "").strip()
+            if not raw:
+                if default is REQUIRED:
+                    raise ConfigError("environment variable %s is required: %s" % (name, description))
+                continue
+            values[attribute] = _parse(name, kind, raw)
+        return cls(**values)
+
+
+def _parse(name, kind, raw):
+    if kind == "str":
+        return raw
+    try:
+        value = int(raw) if kind == "int" else float(raw)
+    except ValueError:
+        raise ConfigError("environment variable %s must be %s, got %r" % (
+            name, "an integer" if kind == "int" else "a number of seconds", raw)) from None
+    if kind == "seconds" and not math.isfinite(value):
+        raise ConfigError("environment variable %s must be a finite number of seconds, got %r" % (name, raw))
+    return value
+
+
+def describe():
+    """The environment variables, for --help and the README."""
+    lines = []
+    for name, (_attribute, _kind, default, description) in ENVIRONMENT.items():
+        shown = "required" if default is REQUIRED else "default %s" % ("none" if default is None else default)
+        lines.append("  %-22s %s (%s)" % (name, description, shown))
+    return "\n".join(lines)

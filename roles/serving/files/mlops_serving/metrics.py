@@ -1,0 +1,105 @@
+"""Prometheus metrics of one app instance (its own registry, so several apps can live in one process)."""
+
+from __future__ import annotations
+
+import time
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+PATHS = frozenset(("/predict", "/health", "/ready", "/model", "/metrics"))
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+
+class StateCollector:
+    """Reads the prediction log's and the model manager's counters at scrape time."""
+
+    def __init__(self, prediction_log, manager):
+        self.prediction_log = prediction_log
+        self.manager = manager
+
+    def describe(self):
+        return []
+
+    def collect(self):
+        stats = self.prediction_log.stats()
+        yield _gauge("prediction_log_queue_depth", "Prediction rows accepted and not yet written (queued + in flight)",
+                     stats["pending"])
+        yield _gauge("prediction_log_queue_capacity", "Most prediction rows the queue holds",
+                     self.prediction_log.max_queue)
+        for name, key, text in (
+                ("prediction_log_rows_written", "written", "Prediction rows BigQuery accepted"),
+                ("prediction_log_rows_failed", "failed",
+                 "Prediction rows BigQuery rejected or that kept failing past the retry limit (dead-lettered)"),
+                ("prediction_log_rows_dropped", "dropped",
+                 "Prediction rows still queued at the shutdown deadline (dead-lettered)"),
+                ("prediction_log_rows_rejected", "rejected",
+                 "Prediction rows refused because the queue was full (the request got 503, nothing acknowledged)"),
+                ("prediction_log_insert_requests", "insert_requests", "insertAll requests sent"),
+                ("prediction_log_insert_errors", "insert_errors", "insertAll requests that failed"),
+                ("prediction_log_retries", "retries", "insertAll requests retried after a failure")):
+            counter = CounterMetricFamily(name, text)
+            counter.add_metric([], stats[key])
+            yield counter
+        current = self.manager.current
+        info = GaugeMetricFamily("serving_model_info", "The model version served (value 1)",
+                                 labels=["model_name", "model_version", "model_alias"])
+        if current is not None:
+            info.add_metric([current.name, current.version, current.alias], 1)
+        yield info
+        yield _gauge("serving_model_loaded", "1 when a model is loaded and /predict can answer",
+                     0 if current is None else 1)
+        reloads = CounterMetricFamily("serving_model_reloads", "Swaps to a new model version after the alias moved")
+        reloads.add_metric([], self.manager.reloads)
+        yield reloads
+        failures = CounterMetricFamily("serving_model_load_failures", "Failed alias lookups or model loads")
+        failures.add_metric([], self.manager.failures)
+        yield failures
+
+
+def _gauge(name, text, value):
+    gauge = GaugeMetricFamily(name, text)
+    gauge.add_metric([], value)
+    return gauge
+
+
+class Metrics:
+    def __init__(self, prediction_log, manager):
+        self.registry = CollectorRegistry(auto_describe=False)
+        self.requests = Counter("serving_http_requests", "HTTP requests by path, method and status code",
+                                ["path", "method", "status"], registry=self.registry)
+        self.latency = Histogram("serving_http_request_duration_seconds", "HTTP request latency by path",
+                                 ["path"], buckets=LATENCY_BUCKETS, registry=self.registry)
+        self.model_latency = Histogram("serving_model_latency_seconds", "Time the model took per /predict request",
+                                       buckets=LATENCY_BUCKETS, registry=self.registry)
+        self.predictions = Counter("serving_predictions", "Predictions acknowledged (instances) by model version",
+                                   ["model_version"], registry=self.registry)
+        self.registry.register(StateCollector(prediction_log, manager))
+
+
+class MetricsMiddleware:
+    """Pure ASGI middleware: counts every response by status and times it (422s from FastAPI included)."""
+
+    def __init__(self, app, metrics):
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        path = scope.get("path", "")
+        path = path if path in PATHS else "other"
+        started = time.perf_counter()
+        status = {"code": 500}
+
+        async def send_and_record(message):
+            if message["type"] == "http.response.start":
+                status["code"] = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_and_record)
+        finally:
+            self.metrics.requests.labels(path, scope.get("method", ""), str(status["code"])).inc()
+            self.metrics.latency.labels(path).observe(time.perf_counter() - started)

@@ -1,0 +1,378 @@
+"""The served model: loading `models:/<name>@<alias>`, following the alias, and validating input.
+
+A request takes `ModelManager.current` once and uses that object to the end, so a swap to a new version
+(one attribute assignment) never affects a request already running: the old model stays alive for as long
+as a request holds it.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import math
+import shutil
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+
+LOG = logging.getLogger("mlops_serving.model")
+
+
+class ModelError(Exception):
+    """The model cannot be served (no signature, unsupported signature, load failure)."""
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    type: str       # MLflow DataType name: long, integer, double, float, string, boolean, datetime, binary, ...
+    required: bool = True
+
+
+# -- input validation ----------------------------------------------------------------------------------
+INT_RANGES = {"integer": (-2 ** 31, 2 ** 31 - 1), "long": (-2 ** 63, 2 ** 63 - 1)}
+TYPE_NAMES = {"long": "integer", "integer": "integer", "double": "number", "float": "number",
+              "string": "string", "boolean": "boolean", "datetime": "ISO 8601 date-time string",
+              "binary": "base64 string"}
+
+
+def _is_number(value):
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def check_value(column, value):
+    """None when `value` (decoded JSON) fits the column, else what is wrong with it."""
+    kind = column.type
+    if kind in INT_RANGES:
+        if isinstance(value, float) and math.isfinite(value) and value.is_integer():
+            value = int(value)
+        if not isinstance(value, int) or isinstance(value, bool):
+            return "expected an integer"
+        low, high = INT_RANGES[kind]
+        return None if low <= value <= high else "integer out of range for %s" % kind
+    if kind in ("double", "float"):
+        if not _is_number(value):
+            return "expected a number"
+        return None if math.isfinite(value) else "expected a finite number"
+    if kind == "string":
+        return None if isinstance(value, str) else "expected a string"
+    if kind == "boolean":
+        return None if isinstance(value, bool) else "expected a boolean"
+    if kind == "datetime":
+        if not isinstance(value, str):
+            return "expected an ISO 8601 date-time string"
+        try:
+            datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            return "expected an ISO 8601 date-time string"
+        return None
+    if kind == "binary":
+        if not isinstance(value, str):
+            return "expected a base64 string"
+        try:
+            base64.b64decode(value, validate=True)
+        except ValueError:
+            return "expected a base64 string"
+        return None
+    if kind.startswith("Array"):
+        return None if isinstance(value, list) else "expected an array"
+    if kind.startswith(("Object", "Map")):
+        return None if isinstance(value, dict) else "expected an object"
+    return None  # a type this check does not know: MLflow's own schema enforcement decides
+
+
+def validate_features(columns, features, location):
+    """Errors (FastAPI's shape: loc, msg, type) for one instance's feature object; [] when it is valid."""
+    errors = []
+    known = {c.name for c in columns}
+    for column in columns:
+        where = location + [column.name]
+        if column.name not in features:
+            if column.required:
+                errors.append({"loc": where, "msg": "missing feature %r (%s)" % (column.name, column.type),
+                               "type": "missing"})
+            continue
+        value = features[column.name]
+        if value is None:
+            if column.required:
+                errors.append({"loc": where, "msg": "feature %r is required and must not be null" % column.name,
+                               "type": "missing"})
+            continue
+        problem = check_value(column, value)
+        if problem:
+            errors.append({"loc": where, "msg": "%s for feature %r (%s), got %s" % (
+                problem, column.name, column.type, _describe(value)), "type": "type_error"})
+    for name in features:
+        if name not in known:
+            errors.append({"loc": location + [name], "msg": "unexpected feature %r: the model takes %s" % (
+                name, ", ".join(c.name for c in columns)), "type": "extra_forbidden"})
+    return errors
+
+
+def _describe(value):
+    text = repr(value)
+    return "%s %s" % (type(value).__name__, text if len(text) <= 40 else text[:37] + "...")
+
+
+def to_frame(columns, instances):
+    """A pandas DataFrame of validated feature objects, each column in the dtype its signature names."""
+    import numpy as np
+    import pandas as pd
+
+    data = {}
+    for column in columns:
+        values = [features.get(column.name) for features in instances]
+        has_null = any(v is None for v in values)
+        kind = column.type
+        if kind in ("long", "integer") and not has_null:
+            data[column.name] = np.array(values, dtype=np.int64 if kind == "long" else np.int32)
+        elif kind in ("double", "float"):
+            floats = [math.nan if v is None else float(v) for v in values]
+            data[column.name] = np.array(floats, dtype=np.float64 if kind == "double" else np.float32)
+        elif kind == "boolean" and not has_null:
+            data[column.name] = np.array(values, dtype=bool)
+        elif kind == "datetime":
+            data[column.name] = pd.to_datetime([None if v is None else v for v in values], utc=True, format="ISO8601")
+        elif kind == "binary":
+            data[column.name] = pd.Series([None if v is None else base64.b64decode(v) for v in values], dtype=object)
+        else:
+            data[column.name] = pd.Series(values, dtype=object)
+    return pd.DataFrame(data, columns=[c.name for c in columns])
+
+
+# -- the loaded model ----------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Output:
+    """One instance's output: the model's value, and what goes to the predictions table."""
+
+    value: object                 # JSON-ready output as the model returned it
+    numeric: float | None         # `prediction` column: regression value, or P(positive class)
+    label: str | None             # `prediction_label` column: the class of a classifier
+    probability: float | None = None
+
+
+@dataclass(frozen=True)
+class LoadedModel:  # pylint: disable=too-many-instance-attributes
+    name: str
+    version: str
+    alias: str
+    run_id: str | None
+    columns: tuple
+    signature: dict
+    pyfunc: object = field(repr=False)
+    loaded_at: str = ""
+    positive_class: object = None            # binary classifiers: the class predict_proba's column 1 is about
+    proba: object = field(default=None, repr=False)  # binary classifiers: the raw model's predict_proba
+
+    def validate(self, features, location):
+        return validate_features(self.columns, features, location)
+
+    def predict(self, instances):
+        """Outputs for validated feature objects, and the model's time in milliseconds."""
+        frame = to_frame(self.columns, instances)
+        started = time.perf_counter()
+        raw = self.pyfunc.predict(frame)
+        probabilities = self.proba(frame)[:, 1] if self.proba is not None else None
+        latency_ms = (time.perf_counter() - started) * 1000.0
+        values = _rows(raw, len(instances))
+        outputs = []
+        for index, value in enumerate(values):
+            probability = float(probabilities[index]) if probabilities is not None else None
+            outputs.append(_output(value, probability))
+        return outputs, latency_ms
+
+    def describe(self):
+        return {"name": self.name, "version": self.version, "alias": self.alias, "run_id": self.run_id,
+                "loaded_at": self.loaded_at, "signature": self.signature}
+
+
+def _rows(raw, count):
+    """The model output as one JSON-ready value per instance."""
+    import numpy as np
+    import pandas as pd
+
+    if isinstance(raw, pd.DataFrame):
+        raw = raw.iloc[:, 0] if raw.shape[1] == 1 else raw.to_dict(orient="records")
+    if isinstance(raw, pd.Series):
+        raw = raw.to_numpy()
+    if isinstance(raw, np.ndarray):
+        raw = raw.reshape(count) if raw.ndim == 2 and raw.shape[1] == 1 else raw
+        raw = raw.tolist()
+    values = list(raw)
+    if len(values) != count:
+        raise ModelError("the model returned %d outputs for %d instances" % (len(values), count))
+    return [_plain(v) for v in values]
+
+
+def _plain(value):
+    import numpy as np
+
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _output(value, probability):
+    if isinstance(value, float):
+        return Output(value=value if math.isfinite(value) else None, numeric=value if math.isfinite(value) else None,
+                      label=None)
+    if isinstance(value, (bool, int, str)):
+        return Output(value=value, numeric=probability, label=str(value), probability=probability)
+    return Output(value=value, numeric=None, label=None)  # several outputs per instance: kept in the response only
+
+
+def columns_of(signature):
+    """The named input columns of an MLflow signature; ModelError when the model cannot be validated."""
+    from mlflow.types.schema import DataType
+
+    if signature is None or signature.inputs is None:
+        raise ModelError("the model has no signature: log it with one (mlflow.<flavor>.log_model(..., "
+                         "signature=... or input_example=...)) so its input can be validated")
+    inputs = signature.inputs
+    if inputs.is_tensor_spec():
+        raise ModelError("the model's signature takes tensors; this API serves models whose signature has named "
+                         "columns")
+    columns = []
+    for spec in inputs.inputs:
+        if not spec.name:
+            raise ModelError("the model's signature has an unnamed column; name every input column")
+        kind = spec.type.name if isinstance(spec.type, DataType) else str(spec.type)
+        columns.append(Column(name=spec.name, type=kind, required=getattr(spec, "required", True)))
+    return tuple(columns)
+
+
+def _binary_proba(pyfunc):
+    """(positive class, predict_proba) when the raw model is a binary classifier, else (None, None)."""
+    try:
+        raw = pyfunc.get_raw_model()
+    except (NotImplementedError, AttributeError):
+        return None, None
+    classes = getattr(raw, "classes_", None)
+    proba = getattr(raw, "predict_proba", None)
+    if proba is None or classes is None or len(classes) != 2:
+        return None, None
+    positive = classes[1]
+    return _plain(positive), proba
+
+
+# -- loading and following the alias -------------------------------------------------------------------
+class ModelManager:
+    """Holds the served model; a background thread follows the alias and swaps in new versions."""
+
+    def __init__(self, tracking_uri, name, alias="champion", poll_interval=30.0, cache_dir=None):
+        self.tracking_uri = tracking_uri
+        self.name = name
+        self.alias = alias
+        self.poll_interval = poll_interval
+        self.cache_dir = cache_dir
+        self.current = None           # LoadedModel; read once per request
+        self.last_error = None
+        self.reloads = 0              # successful swaps after the first load
+        self.failures = 0             # failed alias lookups or loads
+        self._stop = threading.Event()
+        self._thread = None
+        self._crashed = False
+        self._dirs = {}
+
+    def client(self):
+        from mlflow import MlflowClient
+
+        return MlflowClient(tracking_uri=self.tracking_uri, registry_uri=self.tracking_uri)
+
+    def resolve(self):
+        """The model version the alias points at now."""
+        return self.client().get_model_version_by_alias(self.name, self.alias)
+
+    def load(self, version):
+        """Download and load one model version (not yet served)."""
+        import mlflow.artifacts
+        import mlflow.pyfunc
+
+        target = tempfile.mkdtemp(prefix="model-%s-" % version.version, dir=self.cache_dir)
+        try:
+            local = mlflow.artifacts.download_artifacts(
+                artifact_uri="models:/%s/%s" % (self.name, version.version), dst_path=target,
+                tracking_uri=self.tracking_uri, registry_uri=self.tracking_uri)
+            pyfunc = mlflow.pyfunc.load_model(local)
+            signature = pyfunc.metadata.signature
+            columns = columns_of(signature)
+        except Exception:
+            shutil.rmtree(target, ignore_errors=True)
+            raise
+        positive, proba = _binary_proba(pyfunc)
+        loaded = LoadedModel(name=self.name, version=str(version.version), alias=self.alias, run_id=version.run_id,
+                             columns=columns, signature=signature.to_dict(), pyfunc=pyfunc,
+                             loaded_at=datetime.now(timezone.utc).isoformat(), positive_class=positive, proba=proba)
+        self._dirs[loaded.version] = target
+        return loaded
+
+    def refresh(self):
+        """Swap to the version the alias points at if it moved; True when a new version is now served."""
+        version = self.resolve()
+        current = self.current
+        if current is not None and current.version == str(version.version):
+            return False
+        loaded = self.load(version)
+        self.current = loaded  # the swap: requests that already hold the old model finish with it
+        if current is not None:
+            self.reloads += 1
+            LOG.info("alias %s of %s moved: now serving version %s (was %s)", self.alias, self.name,
+                     loaded.version, current.version)
+            self._forget(current.version)
+        else:
+            LOG.info("serving %s version %s (alias %s, run %s)", self.name, loaded.version, self.alias, loaded.run_id)
+        return True
+
+    def _forget(self, version):
+        # The model is in memory; its downloaded files are no longer needed.
+        target = self._dirs.pop(version, None)
+        if target:
+            shutil.rmtree(target, ignore_errors=True)
+
+    def start(self):
+        self._thread = threading.Thread(target=self._run, name="model-poller", daemon=True)
+        self._thread.start()
+
+    def alive(self):
+        """False only when the poller thread died of an unexpected error."""
+        return not self._crashed
+
+    def stop(self, timeout=5.0):
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+        for version in list(self._dirs):
+            self._forget(version)
+
+    def _run(self):
+        try:
+            self._poll()
+        except BaseException:
+            self._crashed = True
+            LOG.exception("the model poller stopped")
+            raise
+
+    def _poll(self):
+        delay = 1.0
+        while not self._stop.is_set():
+            try:
+                self.refresh()
+                self.last_error = None
+                delay = 1.0
+            except Exception as exc:  # pylint: disable=broad-exception-caught  # keep serving the current model
+                self.failures += 1
+                self.last_error = "%s: %s" % (type(exc).__name__, exc)
+                LOG.warning("cannot load %s@%s: %s", self.name, self.alias, self.last_error)
+                if self.current is None:  # not serving yet: retry soon, with backoff
+                    self._stop.wait(delay)
+                    delay = min(delay * 2, 30.0)
+                    continue
+            if self.current is not None and not self.poll_interval:
+                return
+            self._stop.wait(self.poll_interval)
