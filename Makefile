@@ -51,7 +51,7 @@ molecule: venv collection
 	$(SERVICES) run --dir .local -- $(BIN)/molecule test -s default
 
 pytest: venv collection
-	$(PY) -m pytest -n 2
+	$(PY) -m pytest -n 2 --dist loadgroup
 
 clean: local-stop
 	rm -rf .build .local tests/output

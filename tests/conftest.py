@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import uuid
@@ -34,7 +35,11 @@ def emulator_logs(tmp_path_factory):
 def _emulator(name, logs):
     process, url = services.start(name, services.free_port(), logs / ("%s.log" % name), project=PROJECT)
     yield url
-    services.stop_process(process.pid)
+    os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(10)  # reaps it: an unreaped child would look alive to services.stop_process
+    except subprocess.TimeoutExpired:
+        services.stop_process(process.pid, timeout=0)
 
 
 @pytest.fixture(scope="session")

@@ -89,10 +89,9 @@ def test_a_lost_answer_is_retried_with_the_same_insert_ids(settings_for, bigquer
         acknowledged = predict_many(client, 1, batch=4)
         wait_until(lambda: written(client) == 4, timeout=30, message="the batch written")
     first, second = bigquery_gate.insert_ids()[:2]
-    # insertId = prediction_id on every attempt: BigQuery drops the second copy (best-effort dedup by
-    # insertId). The emulator does not deduplicate, so it holds both copies; the ids are what matters here.
+    # insertId = prediction_id on every attempt: BigQuery (and the emulator's wrapper) drops the second copy.
     assert first == second == acknowledged
-    assert {row["prediction_id"] for row in table_rows(bigquery_emulator, predictions_table)} == set(acknowledged)
+    assert_exactly_once(bigquery_emulator, predictions_table, acknowledged)
 
 
 def test_full_queue_answers_503_and_acknowledges_nothing(settings_for, bigquery, bigquery_emulator, predictions_table):

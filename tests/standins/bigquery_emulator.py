@@ -6,6 +6,9 @@
 - bqemulator ignores a table's `requirePartitionFilter`; it is kept here and put back in table responses.
 - A table insert into a missing dataset gets HTTP 500 from bqemulator (which clients retry); BigQuery
   answers 404 notFound, and so does this wrapper.
+- tabledata.insertAll: BigQuery drops a row whose insertId it has seen on that table in the last minute or
+  so (best-effort de-duplication, what makes a retried streaming insert safe); bqemulator stores every
+  copy. The wrapper drops rows whose insertId was already stored within DEDUP_SECONDS.
 
 Run with bqemulator's own arguments: python -m tests.standins.bigquery_emulator start --rest-port 9050 ...
 """
@@ -14,6 +17,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 
 import bqemulator.server
 from bqemulator.cli import main as bqemulator_main
@@ -21,6 +25,8 @@ from bqemulator.cli import main as bqemulator_main
 _emulator_create_app = bqemulator.server.create_app
 TABLES = re.compile(r"^/bigquery/v2/projects/([^/]+)/datasets/([^/]+)/tables(?:/([^/]+))?$")
 DATASET = re.compile(r"^/bigquery/v2/projects/([^/]+)/datasets/([^/]+)$")
+INSERT_ALL = re.compile(r"^/bigquery/v2/projects/([^/]+)/datasets/([^/]+)/tables/([^/]+)/insertAll$")
+DEDUP_SECONDS = 60
 
 
 async def _read_body(receive):
@@ -45,6 +51,45 @@ class Fidelity:
     def __init__(self, app):
         self.app = app
         self.require_partition_filter = {}  # (project, dataset, table) -> bool
+        self.insert_ids = {}  # (project, dataset, table, insertId) -> time stored
+
+    def _new_rows(self, key, rows):
+        """Indexes of the rows to store: no insertId, or one not stored within DEDUP_SECONDS."""
+        now = time.monotonic()
+        if len(self.insert_ids) > 100000:
+            self.insert_ids = {k: t for k, t in self.insert_ids.items() if now - t < DEDUP_SECONDS}
+        seen = set()
+        keep = []
+        for index, row in enumerate(rows):
+            insert_id = row.get("insertId") if isinstance(row, dict) else None
+            if insert_id:
+                stored = self.insert_ids.get(key + (insert_id,))
+                if insert_id in seen or (stored is not None and now - stored < DEDUP_SECONDS):
+                    continue
+                seen.add(insert_id)
+            keep.append(index)
+        return keep
+
+    async def insert_all(self, scope, key, request, send):
+        rows = request.get("rows") or []
+        keep = self._new_rows(key, rows)
+        if not keep and rows:
+            return await self.answer(send, 200, {"kind": "bigquery#tableDataInsertAllResponse"})
+        body = json.dumps(dict(request, rows=[rows[i] for i in keep])).encode()
+        status, headers, answer = await self.call(scope, body)
+        document = _json(answer)
+        if status < 300 and isinstance(document, dict):
+            failed = set()
+            for error in document.get("insertErrors") or []:
+                failed.add(error.get("index"))
+                error["index"] = keep[error["index"]]  # back to the caller's numbering
+            now = time.monotonic()
+            for position, index in enumerate(keep):
+                insert_id = rows[index].get("insertId")
+                if insert_id and position not in failed:
+                    self.insert_ids[key + (insert_id,)] = now
+            answer = json.dumps(document).encode()
+        return await self.forward(send, status, headers, answer)
 
     async def call(self, scope, body):
         """Run one request through the emulator; returns (status, headers, body)."""
@@ -85,6 +130,10 @@ class Fidelity:
                 return await self.answer(send, 404, {"error": {"code": 404, "message": message, "status": "NOT_FOUND",
                                                                "errors": [{"reason": "notFound", "message": message}]}})
 
+        insert_all = INSERT_ALL.match(path)
+        if insert_all and method == "POST" and isinstance(resource, dict):
+            return await self.insert_all(scope, insert_all.groups(), resource, send)
+
         status, headers, answer = await self.call(scope, body)
         if tables and status < 300 and method != "DELETE":
             table = _json(answer)
@@ -100,11 +149,14 @@ class Fidelity:
             prefix = tuple(g for g in (tables or DATASET.match(path)).groups() if g)
             for key in [k for k in self.require_partition_filter if k[:len(prefix)] == prefix]:
                 del self.require_partition_filter[key]
+        return await self.forward(send, status, headers, answer)
+
+    @staticmethod
+    async def forward(send, status, headers, answer):
         headers = [(k, v) for k, v in headers if k != b"content-length"]
         await send({"type": "http.response.start", "status": status,
                     "headers": headers + [(b"content-length", str(len(answer)).encode())]})
         await send({"type": "http.response.body", "body": answer})
-        return None
 
     @staticmethod
     async def answer(send, status, document):
