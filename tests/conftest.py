@@ -73,8 +73,11 @@ def unique():
     return uuid.uuid4().hex[:8]
 
 
-def run_module(name, args, check=False, diff=True):
-    """Run a collection module the way Ansible does (a new Python process, JSON in and out)."""
+def run_module(name, args, check=False, diff=True, raw=False):
+    """Run a collection module the way Ansible does (a new Python process, JSON in and out).
+
+    With raw=True, returns (result, everything the process printed): to prove a secret never appears.
+    """
     payload = dict(args, _ansible_check_mode=check, _ansible_diff=diff)
     env = dict(os.environ, PYTHONPATH=str(COLLECTIONS))
     proc = subprocess.run(
@@ -87,7 +90,7 @@ def run_module(name, args, check=False, diff=True):
     assert lines, "module %s printed nothing; stderr:\n%s" % (name, proc.stderr)
     result = json.loads(lines[-1])
     result["rc"] = proc.returncode
-    return result
+    return (result, proc.stdout + proc.stderr) if raw else result
 
 
 @pytest.fixture

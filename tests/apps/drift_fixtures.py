@@ -23,7 +23,16 @@ from jinja2.nativetypes import NativeEnvironment
 ROOT = Path(__file__).resolve().parents[2]
 PROJECT = "test-project"
 ROLE_VARS = ROOT / "roles" / "bigquery" / "vars" / "main.yml"
-INVENTORY_VARS = ROOT / "inventories" / "local" / "group_vars" / "all.yml"
+# The drift tests' own model, a churn classifier with numeric and categorical features; the tables are built
+# from the bigquery role's schemas with these columns (the inventories hold the worked example's columns).
+FEATURES = [
+    {"name": "tenure_months", "type": "INTEGER"},
+    {"name": "monthly_charges", "type": "FLOAT"},
+    {"name": "total_charges", "type": "FLOAT"},
+    {"name": "contract_type", "type": "STRING"},
+    {"name": "support_tickets_90d", "type": "INTEGER"},
+]
+LABEL = {"name": "churned", "type": "INTEGER"}
 DRIFT_JOB_DIR = ROOT / "roles" / "monitoring" / "files"
 GRAFANA_DIR = ROOT / "roles" / "grafana" / "files"
 # Calls to the emulator: no retries (a failing call must fail the test now, not after 600 s of retries).
@@ -48,10 +57,9 @@ def _combine(base, *others):
 def table_schemas():
     """{table_id: (list of column dicts, partitioning column)} as the bigquery role creates them locally."""
     role_vars = yaml.safe_load(ROLE_VARS.read_text())
-    inventory = yaml.safe_load(INVENTORY_VARS.read_text())
     env = NativeEnvironment()
     env.filters["combine"] = _combine
-    context = dict(role_vars, bigquery_features=inventory["mlops_features"], bigquery_label=inventory["mlops_label"])
+    context = dict(role_vars, bigquery_features=FEATURES, bigquery_label=LABEL)
     context["bigquery_label_column"] = env.from_string(role_vars["bigquery_label_column"]).render(context)
     tables = {}
     for table in role_vars["bigquery_tables"]:
@@ -63,9 +71,8 @@ def table_schemas():
 
 
 def feature_columns():
-    """The inventory's feature columns: [(name, BigQuery type)]."""
-    inventory = yaml.safe_load(INVENTORY_VARS.read_text())
-    return [(column["name"], column["type"]) for column in inventory["mlops_features"]]
+    """The feature columns: [(name, BigQuery type)]."""
+    return [(column["name"], column["type"]) for column in FEATURES]
 
 
 def client_for(url):

@@ -8,31 +8,13 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import secrets as random_source
-import subprocess
-import sys
 
 import pytest
 import requests
 
-from tests.conftest import COLLECTIONS, PROJECT
+from tests.conftest import PROJECT, run_module
 from tests.integration.test_cloud_sql_database import create_instance
-
-MODULE = "ansible_collections.deployml.mlops.plugins.modules.cloud_sql_user"
-
-
-def run_raw(args, check=False, diff=True):
-    """Run the module like conftest.run_module does, and also return its raw stdout and stderr."""
-    payload = dict(args, _ansible_check_mode=check, _ansible_diff=diff)
-    proc = subprocess.run([sys.executable, "-m", MODULE], input=json.dumps({"ANSIBLE_MODULE_ARGS": payload}),
-                          capture_output=True, text=True, env=dict(os.environ, PYTHONPATH=str(COLLECTIONS)),
-                          timeout=300, check=False)
-    lines = [line for line in proc.stdout.splitlines() if line.strip()]
-    assert lines, "the module printed nothing; stderr:\n%s" % proc.stderr
-    result = json.loads(lines[-1])
-    result["rc"] = proc.returncode
-    return result, proc.stdout + proc.stderr
 
 
 @pytest.fixture(scope="module")
@@ -54,7 +36,7 @@ class Users:
         args = dict(project=PROJECT, auth_kind="anonymous", api_endpoints=self.fake.endpoints,
                     instance=self.instance, name=self.name, timeout=20)
         args.update(options)
-        result, self.output = run_raw(args, check=check, diff=diff)
+        result, self.output = run_module("cloud_sql_user", args, check=check, diff=diff, raw=True)
         return result
 
     def listing(self):

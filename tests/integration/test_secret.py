@@ -8,30 +8,12 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import secrets as random_source
-import subprocess
-import sys
 
 import pytest
 import requests
 
-from tests.conftest import COLLECTIONS, PROJECT
-
-MODULE = "ansible_collections.deployml.mlops.plugins.modules.secret"
-
-
-def run_raw(args, check=False, diff=True):
-    """Run the module like conftest.run_module does, and also return its raw stdout and stderr."""
-    payload = dict(args, _ansible_check_mode=check, _ansible_diff=diff)
-    proc = subprocess.run([sys.executable, "-m", MODULE], input=json.dumps({"ANSIBLE_MODULE_ARGS": payload}),
-                          capture_output=True, text=True, env=dict(os.environ, PYTHONPATH=str(COLLECTIONS)),
-                          timeout=300, check=False)
-    lines = [line for line in proc.stdout.splitlines() if line.strip()]
-    assert lines, "the module printed nothing; stderr:\n%s" % proc.stderr
-    result = json.loads(lines[-1])
-    result["rc"] = proc.returncode
-    return result, proc.stdout + proc.stderr
+from tests.conftest import PROJECT, run_module
 
 
 def crc32c(data):
@@ -52,7 +34,7 @@ def secret(fake_gcp, unique):
             args = dict(project=PROJECT, auth_kind="anonymous", api_endpoints=fake_gcp.endpoints,
                         name=self.name, timeout=20)
             args.update(options)
-            result, output = run_raw(args, check=check, diff=diff)
+            result, output = run_module("secret", args, check=check, diff=diff, raw=True)
             self.output = output
             return result
 
