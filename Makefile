@@ -6,10 +6,13 @@ BIN := $(VENV)/bin
 PY := $(BIN)/python
 LINK := .build/collections/ansible_collections/deployml/mlops
 SERVICES := $(PY) -m tests.standins.services
+# The worked example, configured for inventories/local's project, dataset and the local endpoints.
+EXAMPLE := MLOPS_PROJECT=local-project MLOPS_DATASET=mlops BIGQUERY_API_ENDPOINT=http://127.0.0.1:9050 \
+	MLFLOW_TRACKING_URI=http://127.0.0.1:5000 $(PY) -m examples.diabetes_progression
 # Molecule and ansible-test call ansible-* commands by name: the venv's must come first.
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: venv collection local local-stop summary test lint sanity molecule pytest clean
+.PHONY: venv collection local local-stop summary example test lint sanity molecule pytest clean
 
 venv: $(VENV)/.installed
 
@@ -26,14 +29,22 @@ $(LINK):
 	mkdir -p $(dir $(LINK))
 	ln -sfn ../../../.. $(LINK)
 
+# The pipeline on this machine: emulators, PostgreSQL and MLflow, the resources site.yml creates, the worked
+# example (trains, registers, predicts, drift), the serving API on :8080. Services already up are reused.
 local: venv collection
-	$(SERVICES) start --dir .local
+	$(SERVICES) start --dir .local --services bigquery,storage,postgres,mlflow
 	$(BIN)/ansible-playbook site.yml -i inventories/local
-	@echo "--- what the pipeline created (stop the emulators with: make local-stop) ---"
-	@$(SERVICES) summary
+	$(EXAMPLE)
+	$(SERVICES) start --dir .local --services serving
+	@echo "--- what is running and what the pipeline created (stop everything with: make local-stop) ---"
+	@$(SERVICES) summary --dir .local
+
+# The worked example against the local services (run `make local` first; it runs the example too).
+example: venv
+	$(EXAMPLE)
 
 summary: venv
-	@$(SERVICES) summary
+	@$(SERVICES) summary --dir .local
 
 local-stop: venv
 	$(SERVICES) stop --dir .local

@@ -1,12 +1,20 @@
-"""Start and stop the local stand-ins for Google APIs: the BigQuery and Cloud Storage emulators.
+"""Start and stop the local stand-ins and services: the BigQuery and Cloud Storage emulators, and for the
+local run of the pipeline PostgreSQL, the MLflow server and the serving API.
 
-Used by the pytest fixtures (ephemeral ports) and by `make local` / `make test` (fixed ports, pid and log
-files in a state directory):
+Used by the pytest fixtures (emulators on ephemeral ports, start()/stop_process()) and by `make local` /
+`make test` (fixed ports, pid and log files in a state directory):
 
-    python -m tests.standins.services start --dir .local    # prints the endpoints
-    python -m tests.standins.services summary               # what the pipeline created in them
-    python -m tests.standins.services run --dir .local -- molecule test   # start if needed, run, restore
-    python -m tests.standins.services stop --dir .local
+    python -m tests.standins.services start --dir .local    # the emulators; prints the endpoints
+    python -m tests.standins.services start --dir .local --services postgres,mlflow   # or all
+    python -m tests.standins.services summary               # URLs, what the pipeline created, predictions
+    python -m tests.standins.services run --dir .local -- molecule test   # start the emulators if needed, run, restore
+    python -m tests.standins.services stop --dir .local     # every service it started, in reverse order
+
+Services and their fixed ports: bigquery 9050, storage 9023 (in memory: their content goes with them),
+postgres 5433 (MLflow's backend store; data in <dir>/postgres, kept across restarts), mlflow 5000 (started
+through the image's entrypoint, `migrate` then `serve`, artifacts proxied to the bucket site.yml creates on
+the storage emulator), serving 8080 (`python -m mlops_serving`, the model of the worked example). A service
+already running is reused; one whose pid file is stale is started again.
 """
 
 from __future__ import annotations
@@ -23,9 +31,19 @@ import time
 from pathlib import Path
 
 import requests
+import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_PORTS = {"bigquery": 9050, "storage": 9023}
+EMULATORS = tuple(DEFAULT_PORTS)
+LOCAL_PORTS = dict(DEFAULT_PORTS, postgres=5433, mlflow=5000, serving=8080)
+SERVICES = ("bigquery", "storage", "postgres", "mlflow", "serving")  # start order; stopped in reverse
+INVENTORY = ROOT / "inventories" / "local" / "group_vars" / "all.yml"
+MLFLOW_DIR = ROOT / "roles" / "mlflow" / "files"
+SERVING_DIR = ROOT / "roles" / "serving" / "files"
+# The model the serving API serves locally: the worked example's (examples/diabetes_progression.py).
+LOCAL_MODEL = "diabetes-progression"
+MLFLOW_DB = {"user": "mlflow", "database": "mlflow"}
 
 
 def free_port():
@@ -111,62 +129,305 @@ def stop_process(pid, timeout=10):
     os.killpg(pid, signal.SIGKILL)
 
 
-def cli_start(state_dir, project):
-    """Start the emulators that are not running yet; returns the names of those it started."""
-    state_dir.mkdir(parents=True, exist_ok=True)
-    started = []
-    for name, port in DEFAULT_PORTS.items():
-        pid_file = state_dir / ("%s.pid" % name)
-        url = "http://127.0.0.1:%d" % port
-        if pid_file.exists():
-            try:
-                wait_ready(name, url, None, timeout=2)
-                print("%s emulator already running at %s" % (name, url))
-                continue
-            except RuntimeError:
-                pid_file.unlink()
-        process, url = start(name, port, state_dir / ("%s.log" % name), project)
-        pid_file.write_text(str(process.pid))
-        started.append(name)
-        print("%s emulator running at %s (pid %d, log %s)" % (name, url, process.pid, state_dir / ("%s.log" % name)))
+# -- the local run of the pipeline (make local) ------------------------------------------------------------
+def local_settings(project=None):
+    """Project, dataset and artifacts bucket of inventories/local (the names site.yml creates)."""
+    import jinja2
+
+    inventory = yaml.safe_load(INVENTORY.read_text())
+    if project:
+        inventory["mlops_gcp_project"] = project
+
+    def render(value):
+        return jinja2.Environment().from_string(str(value)).render(inventory)
+
+    return {"project": inventory["mlops_gcp_project"], "dataset": render(inventory["mlops_bigquery_dataset"]),
+            "bucket": render(inventory["mlops_mlflow_artifacts_bucket"])}
+
+
+def url_of(name):
+    return "http://127.0.0.1:%d" % LOCAL_PORTS[name]
+
+
+def http_ok(url, timeout=2):
+    try:
+        return requests.get(url, timeout=timeout).status_code == 200
+    except requests.RequestException:
+        return False
+
+
+def wait_http(url, process, log_path, timeout):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError("%s exited with code %s; see %s:\n%s" % (
+                url, process.returncode, log_path, Path(log_path).read_text(errors="replace")[-3000:]))
+        if http_ok(url):
+            return True
+        time.sleep(0.3)
+    return False
+
+
+def clean_env(*prefixes):
+    return {key: value for key, value in os.environ.items() if not key.startswith(prefixes)}
+
+
+def spawn(command, env, log_path):
+    with open(log_path, "ab") as log:
+        return subprocess.Popen(command, env=env, cwd=ROOT, stdout=log,  # pylint: disable=consider-using-with
+                                stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def postgres_server(state_dir):
+    from tests.standins.postgres import PostgresServer
+
+    return PostgresServer(state_dir.resolve() / "postgres", LOCAL_PORTS["postgres"])
+
+
+def start_postgres(state_dir):
+    """PostgreSQL with MLflow's role and database; the password generated once into <dir>/mlflow-db.password."""
+    import secrets
+
+    server = postgres_server(state_dir)
+    password_file = state_dir / "mlflow-db.password"
+    if server.running():
+        print("postgres already running on 127.0.0.1:%d" % server.port)
+        started = False
+    else:
+        if port_in_use(server.port):
+            raise RuntimeError("cannot start PostgreSQL: port %d is taken by another process" % server.port)
+        server.init().start()
+        started = True
+        print("postgres running on 127.0.0.1:%d (data %s, log %s)" % (server.port, server.data, server.log))
+    if not password_file.exists():
+        password_file.write_text(secrets.token_urlsafe(24))
+        os.chmod(password_file, 0o600)
+    server.create_role(MLFLOW_DB["user"], password_file.read_text().strip())
+    server.create_database(MLFLOW_DB["database"], MLFLOW_DB["user"])
     return started
 
 
-def cli_stop(state_dir, names=tuple(DEFAULT_PORTS)):
-    for name in names:
+def mlflow_env(state_dir, settings):
+    """What Cloud Run gives the MLflow container, pointed at the local PostgreSQL and storage emulator."""
+    env = clean_env("MLFLOW_", "DB_", "CLOUD_SQL_")
+    env.update({"PYTHONPATH": str(MLFLOW_DIR), "DB_USER": MLFLOW_DB["user"], "DB_NAME": MLFLOW_DB["database"],
+                "DB_PASSWORD_FILE": str((state_dir / "mlflow-db.password").resolve()), "DB_HOST": "127.0.0.1",
+                "DB_PORT": str(LOCAL_PORTS["postgres"]),
+                "ARTIFACTS_DESTINATION": "gs://%s/mlflow" % settings["bucket"],
+                "STORAGE_EMULATOR_HOST": url_of("storage"), "GOOGLE_CLOUD_PROJECT": settings["project"],
+                "SERVICE_URLS": url_of("mlflow"), "PORT": str(LOCAL_PORTS["mlflow"]), "HOST": "127.0.0.1",
+                "WORKERS": "1"})
+    return env
+
+
+def start_mlflow(state_dir, settings):
+    """`migrate` (the job run before a rollout), then `serve`, through the image's entrypoint."""
+    env = mlflow_env(state_dir, settings)
+    migrate = subprocess.run([sys.executable, "-m", "mlflow_server", "migrate"], env=env, cwd=ROOT, capture_output=True,
+                             text=True, timeout=600, check=False)
+    if migrate.returncode != 0:
+        raise RuntimeError("MLflow schema migration failed (exit %d):\n%s" % (migrate.returncode, migrate.stderr[-3000:]))
+    log_path = state_dir / "mlflow.log"
+    process = spawn([sys.executable, "-m", "mlflow_server", "serve"], env, log_path)
+    if not wait_http(url_of("mlflow") + "/health", process, log_path, 180):
+        stop_process(process.pid)
+        raise RuntimeError("MLflow did not answer /health within 180s; see %s" % log_path)
+    print("mlflow running at %s (pid %d, log %s, artifacts gs://%s/mlflow)" % (
+        url_of("mlflow"), process.pid, log_path, settings["bucket"]))
+    return process
+
+
+def start_serving(state_dir, settings, model_name):
+    """The serving API on the local model; it follows the alias (a new version is served within 10 s)."""
+    env = clean_env("MLFLOW_", "MODEL_", "LOG_", "BIGQUERY_")
+    env.update({"PYTHONPATH": str(SERVING_DIR), "PORT": str(LOCAL_PORTS["serving"]), "HOST": "127.0.0.1",
+                "MLFLOW_TRACKING_URI": url_of("mlflow"), "MODEL_NAME": model_name, "MODEL_POLL_INTERVAL": "10",
+                "BIGQUERY_PROJECT": settings["project"], "BIGQUERY_DATASET": settings["dataset"],
+                "BIGQUERY_API_ENDPOINT": url_of("bigquery")})
+    log_path = state_dir / "serving.log"
+    process = spawn([sys.executable, "-m", "mlops_serving"], env, log_path)
+    if not wait_http(url_of("serving") + "/health", process, log_path, 120):
+        stop_process(process.pid)
+        raise RuntimeError("the serving API did not answer /health within 120s; see %s" % log_path)
+    ready = wait_http(url_of("serving") + "/ready", process, log_path, 120)
+    print("serving running at %s (pid %d, log %s): %s" % (
+        url_of("serving"), process.pid, log_path,
+        "model %s@champion loaded" % model_name if ready else
+        "waiting for model %s@champion (register it: make example)" % model_name))
+    return process
+
+
+# What the command line of each service's process holds: a pid file naming anything else is stale (the
+# process ended and its pid was reused) and that process is left alone.
+MARKERS = {"bigquery": "tests.standins.bigquery_emulator", "storage": "tests.standins.storage_emulator",
+           "mlflow": "mlflow", "serving": "mlops_serving"}
+
+
+def our_process(name, pid):
+    cmdline = Path("/proc/%d/cmdline" % pid)
+    if not Path("/proc/self/cmdline").exists():
+        return True  # no procfs: trust the pid file
+    try:
+        return MARKERS[name] in cmdline.read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return False
+
+
+def stop_service(name, pid_file, timeout=20):
+    pid = int(pid_file.read_text())
+    if our_process(name, pid):
+        stop_process(pid, timeout=timeout)
+    pid_file.unlink()
+
+
+def health_url(name):
+    if name in EMULATORS:
+        return ready_url(name, url_of(name))
+    return url_of(name) + "/health"
+
+
+def parse_services(text):
+    names = list(SERVICES) if text.strip() == "all" else [n.strip() for n in text.split(",") if n.strip()]
+    unknown = [n for n in names if n not in SERVICES]
+    if unknown:
+        raise RuntimeError("unknown service %s (known: %s, or all)" % (", ".join(unknown), ", ".join(SERVICES)))
+    return [n for n in SERVICES if n in names]
+
+
+def cli_start(state_dir, project, names=EMULATORS, model_name=LOCAL_MODEL):
+    """Start the named services that are not running yet, in order; returns the names of those it started."""
+    state_dir.mkdir(parents=True, exist_ok=True)
+    settings = local_settings(project)
+    started = []
+    for name in [n for n in SERVICES if n in names]:
+        if name == "postgres":
+            if start_postgres(state_dir):
+                started.append(name)
+            continue
+        pid_file = state_dir / ("%s.pid" % name)
+        url = url_of(name)
+        if pid_file.exists():
+            if http_ok(health_url(name)):
+                print("%s already running at %s" % (name, url))
+                continue
+            stop_service(name, pid_file)  # hung, or stale: start it again
+        if port_in_use(LOCAL_PORTS[name]):
+            raise RuntimeError("cannot start %s: port %d is taken by another process (stop it, e.g. `make local-stop`)"
+                               % (name, LOCAL_PORTS[name]))
+        if name in EMULATORS:
+            process, url = start(name, LOCAL_PORTS[name], state_dir / ("%s.log" % name), settings["project"])
+            print("%s emulator running at %s (pid %d, log %s)" % (name, url, process.pid, state_dir / ("%s.log" % name)))
+        elif name == "mlflow":
+            process = start_mlflow(state_dir, settings)
+        else:
+            process = start_serving(state_dir, settings, model_name)
+        pid_file.write_text(str(process.pid))
+        started.append(name)
+    return started
+
+
+def cli_stop(state_dir, names=SERVICES):
+    for name in reversed([n for n in SERVICES if n in names]):
+        if name == "postgres":
+            server = postgres_server(state_dir)
+            if server.data.exists() and server.running():
+                server.stop()
+                print("postgres stopped (data kept in %s)" % server.data)
+            continue
         pid_file = state_dir / ("%s.pid" % name)
         if pid_file.exists():
-            stop_process(int(pid_file.read_text()))
-            pid_file.unlink()
-            print("%s emulator stopped" % name)
+            stop_service(name, pid_file)  # serving flushes its prediction log first (up to ~10 s)
+            print("%s stopped" % name)
 
 
-def cli_summary(project):
-    """Print the datasets, tables and buckets the emulators hold for the project."""
-    bigquery = "http://127.0.0.1:%d/bigquery/v2/projects/%s/datasets" % (DEFAULT_PORTS["bigquery"], project)
+# -- summary ------------------------------------------------------------------------------------------
+def bigquery_count(settings, table, where):
+    """COUNT(*) of a table through jobs.query, or None when it cannot be read."""
+    sql = "SELECT COUNT(*) FROM `%s.%s.%s` WHERE %s" % (settings["project"], settings["dataset"], table, where)
+    try:
+        answer = requests.post("%s/bigquery/v2/projects/%s/queries" % (url_of("bigquery"), settings["project"]),
+                               json={"query": sql, "useLegacySql": False}, timeout=30)
+        return int(answer.json()["rows"][0]["f"][0]["v"]) if answer.status_code == 200 else None
+    except (requests.RequestException, KeyError, IndexError, ValueError):
+        return None
+
+
+def summary_bigquery(settings):
+    project = settings["project"]
+    bigquery = "%s/bigquery/v2/projects/%s/datasets" % (url_of("bigquery"), project)
     for dataset in requests.get(bigquery, timeout=10).json().get("datasets", []):
         dataset_id = dataset["datasetReference"]["datasetId"]
-        print("BigQuery dataset %s.%s" % (project, dataset_id))
+        print("BigQuery dataset %s.%s (emulator %s)" % (project, dataset_id, url_of("bigquery")))
         tables = requests.get("%s/%s/tables" % (bigquery, dataset_id), timeout=10).json().get("tables", [])
         for listed in tables:
-            table = requests.get("%s/%s/tables/%s" % (bigquery, dataset_id, listed["tableReference"]["tableId"]),
-                                 timeout=10).json()
+            table_id = listed["tableReference"]["tableId"]
+            table = requests.get("%s/%s/tables/%s" % (bigquery, dataset_id, table_id), timeout=10).json()
             partitioning = table.get("timePartitioning", {})
-            print("  table %-18s %2d columns, partitioned by %s on %s, clustered by %s" % (
-                table["tableReference"]["tableId"], len(table["schema"]["fields"]), partitioning.get("type", "-"),
-                partitioning.get("field", "-"), ", ".join(table.get("clustering", {}).get("fields", [])) or "-"))
-    storage = "http://127.0.0.1:%d/storage/v1/b" % DEFAULT_PORTS["storage"]
-    for bucket in requests.get(storage, params={"project": project}, timeout=10).json().get("items", []):
-        print("Cloud Storage bucket gs://%s (%s, versioning %s, public access prevention %s)" % (
-            bucket["name"], bucket.get("location"), "on" if bucket.get("versioning", {}).get("enabled") else "off",
-            bucket.get("iamConfiguration", {}).get("publicAccessPrevention", "-")))
+            # predictions requires a filter on its partition column, like any query of it should have
+            where = "%s >= TIMESTAMP '1970-01-01'" % partitioning["field"] if partitioning.get("field") else "TRUE"
+            rows = bigquery_count(dict(settings, dataset=dataset_id), table_id, where)
+            print("  table %-18s %2d columns, partitioned by %s on %s, clustered by %s: %s rows" % (
+                table_id, len(table["schema"]["fields"]), partitioning.get("type", "-"), partitioning.get("field", "-"),
+                ", ".join(table.get("clustering", {}).get("fields", [])) or "-", "?" if rows is None else rows))
+
+
+def summary_storage(settings):
+    storage = "%s/storage/v1/b" % url_of("storage")
+    for bucket in requests.get(storage, params={"project": settings["project"]}, timeout=10).json().get("items", []):
+        objects = requests.get("%s/%s/o" % (storage, bucket["name"]), timeout=10).json().get("items", [])
+        print("Cloud Storage bucket gs://%s (emulator %s; %s, versioning %s, public access prevention %s): %d objects"
+              % (bucket["name"], url_of("storage"), bucket.get("location"),
+                 "on" if bucket.get("versioning", {}).get("enabled") else "off",
+                 bucket.get("iamConfiguration", {}).get("publicAccessPrevention", "-"), len(objects)))
+
+
+def summary_mlflow(settings):
+    api = url_of("mlflow") + "/api/2.0/mlflow"
+    models = requests.get(api + "/registered-models/search", params={"max_results": 100}, timeout=10).json()
+    print("MLflow %s (UI and API; backend store PostgreSQL 127.0.0.1:%d, artifacts gs://%s/mlflow)" % (
+        url_of("mlflow"), LOCAL_PORTS["postgres"], settings["bucket"]))
+    for model in models.get("registered_models", []):
+        versions = requests.get(api + "/model-versions/search", params={"filter": "name='%s'" % model["name"]},
+                                timeout=10).json().get("model_versions", [])
+        aliases = ", ".join("%s -> version %s" % (a["alias"], a["version"]) for a in model.get("aliases", [])) or "no alias"
+        print("  model %s: %d versions, %s" % (model["name"], len(versions), aliases))
+
+
+def summary_serving(settings):
+    ready = requests.get(url_of("serving") + "/ready", timeout=10)
+    state = ready.json()
+    if ready.status_code == 200:
+        print("Serving API %s: %s version %s (alias %s); POST /predict, GET /model, /metrics, /docs" % (
+            url_of("serving"), state["model_name"], state["model_version"], state["model_alias"]))
+    else:
+        print("Serving API %s: not ready (%s)" % (url_of("serving"), state.get("detail", state)))
+    print("  logs predictions to %s.%s.predictions" % (settings["project"], settings["dataset"]))
+
+
+def cli_summary(project, state_dir=Path(".local")):
+    """Print the services' URLs and what the pipeline created in them; a service that is down is said so."""
+    settings = local_settings(project)
+    for name, show in (("bigquery", summary_bigquery), ("storage", summary_storage), ("mlflow", summary_mlflow),
+                       ("serving", summary_serving)):
+        try:
+            show(settings)
+        except (requests.RequestException, ValueError) as exc:
+            print("%s at %s: not running (%s)" % (name, url_of(name), type(exc).__name__))
+    if (state_dir / "postgres").exists():
+        running = postgres_server(state_dir).running()
+        print("PostgreSQL 127.0.0.1:%d (MLflow's backend store): %s" % (
+            LOCAL_PORTS["postgres"], "running" if running else "stopped"))
 
 
 def main():
-    parser = argparse.ArgumentParser(description="local stand-ins for Google APIs")
+    parser = argparse.ArgumentParser(description="local stand-ins for Google APIs and the local pipeline services")
     parser.add_argument("action", choices=["start", "stop", "summary", "run"])
     parser.add_argument("--dir", default=".local", type=Path, help="pid and log files")
-    parser.add_argument("--project", default="local-project")
+    parser.add_argument("--project", default=None, help="default: mlops_gcp_project of inventories/local")
+    parser.add_argument("--services", default=None,
+                        help="comma-separated services (%s) or all; start and run default to the emulators, stop "
+                             "to all" % ", ".join(SERVICES))
+    parser.add_argument("--model-name", default=LOCAL_MODEL, help="model the serving API serves")
     argv = sys.argv[1:]
     split = argv.index("--") if "--" in argv else len(argv)  # with run: the command follows --
     args = parser.parse_args(argv[:split])
@@ -178,14 +439,16 @@ def main():
 
 
 def run_action(args):
+    default = SERVICES if args.action == "stop" else EMULATORS
+    names = parse_services(args.services) if args.services else list(default)
     if args.action == "start":
-        cli_start(args.dir, args.project)
+        cli_start(args.dir, args.project, names, args.model_name)
     elif args.action == "stop":
-        cli_stop(args.dir)
+        cli_stop(args.dir, names)
     elif args.action == "summary":
-        cli_summary(args.project)
+        cli_summary(args.project, args.dir)
     else:
-        started = cli_start(args.dir, args.project)
+        started = cli_start(args.dir, args.project, names, args.model_name)
         try:
             code = subprocess.call(args.command)
         finally:
