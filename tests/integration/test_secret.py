@@ -7,7 +7,6 @@ of the module process for it.
 from __future__ import annotations
 
 import base64
-import json
 import secrets as random_source
 
 import pytest
