@@ -18,6 +18,8 @@ description:
   - Removing the last member of a binding removes the binding.
   - Granting a role to V(allUsers) or V(allAuthenticatedUsers) makes the resource public; it is refused unless
     O(allow_public=true).
+  - In check mode, a resource that does not exist yet (one an earlier task would create) is reported as a
+    grant to make, with a warning; outside check mode it is an error.
 options:
   resource_type:
     description:
