@@ -212,7 +212,8 @@ class Resource:
         return "update"
 
 
-def _exit(module, result):
+def exit_module(module, result):
+    """Exit with the result; the diff only when the task asked for one (--diff)."""
     if not module._diff:
         result.pop("diff", None)
     module.exit_json(**result)
@@ -249,7 +250,7 @@ def converge(resource):
                     resource.delete(raw)
             result[resource.result_key] = {}
             resource.report(result)
-            _exit(module, result)
+            exit_module(module, result)
 
         if actual is None:
             result.update(changed=True, diff=dict(before={}, after=desired))
@@ -274,7 +275,7 @@ def converge(resource):
                         after = resource.update(raw, desired, changed_fields)
         result[resource.result_key] = after
         resource.report(result)
-        _exit(module, result)
+        exit_module(module, result)
     except ResourceError as exc:
         module.fail_json(msg=str(exc), **result)
     except GcpApiError as exc:

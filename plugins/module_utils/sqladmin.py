@@ -11,6 +11,7 @@ PENDING -> RUNNING -> DONE, read back with operations.get, and which carries `er
 from __future__ import annotations
 
 from ansible_collections.deployml.mlops.plugins.module_utils.gcp import GcpApiError
+from ansible_collections.deployml.mlops.plugins.module_utils.resource import ResourceError
 
 API = "sqladmin"
 
@@ -58,3 +59,13 @@ def wait_pending_operations(client, project, instance, resource=None):
     for operation in listing.get("items") or []:
         if operation.get("status") != "DONE":
             wait_sql_operation(client, project, operation, resource, raise_error=False)
+
+
+def missing_instance(module, what):
+    """A database or user whose instance does not exist: an error, except in a check run, where an earlier
+    task (deployml.mlops.cloud_sql_instance) would have created the instance."""
+    instance, project = module.params["instance"], module.params["project"]
+    if not module.check_mode:
+        raise ResourceError("Cloud SQL instance %s does not exist in project %s: create it first "
+                            "(deployml.mlops.cloud_sql_instance)" % (instance, project))
+    module.warn("Cloud SQL instance %s does not exist (yet): the %s would be created once it does" % (instance, what))

@@ -97,7 +97,7 @@ from urllib.parse import quote
 from ansible_collections.deployml.mlops.plugins.module_utils.gcp import GcpModule
 from ansible_collections.deployml.mlops.plugins.module_utils.resource import Resource, ResourceError, converge
 from ansible_collections.deployml.mlops.plugins.module_utils.sqladmin import (
-    API, instance_path, wait_pending_operations, wait_sql_operation)
+    API, instance_path, missing_instance, wait_pending_operations, wait_sql_operation)
 
 INSTANCE_NAME = re.compile(r"^[a-z]([a-z0-9-]{0,96}[a-z0-9])?$")
 DATABASE_NAME = re.compile(r"^[^/\x00-\x1f]{1,63}$")
@@ -162,12 +162,7 @@ class Database(Resource):
         if not self.instance():
             if self.params["state"] == "absent":  # no instance, no database
                 return None
-            if not self.module.check_mode:
-                raise ResourceError("Cloud SQL instance %s does not exist in project %s: create it first "
-                                    "(deployml.mlops.cloud_sql_instance)"
-                                    % (self.params["instance"], self.params["project"]))
-            self.module.warn("Cloud SQL instance %s does not exist (yet): the database would be created once it "
-                             "does" % self.params["instance"])
+            missing_instance(self.module, "database")
             return None
         wait_pending_operations(self.client, self.params["project"], self.params["instance"], resource=self.name)
         return self.client.get(API, self.path, resource=self.name)

@@ -149,10 +149,10 @@ password_updated:
 import re
 
 from ansible_collections.deployml.mlops.plugins.module_utils.gcp import GcpApiError, GcpModule
-from ansible_collections.deployml.mlops.plugins.module_utils.resource import ResourceError
+from ansible_collections.deployml.mlops.plugins.module_utils.resource import ResourceError, exit_module
 from ansible_collections.deployml.mlops.plugins.module_utils.secrets import access, parse_secret_ref, protect
 from ansible_collections.deployml.mlops.plugins.module_utils.sqladmin import (
-    API, instance_path, wait_pending_operations, wait_sql_operation)
+    API, instance_path, missing_instance, wait_pending_operations, wait_sql_operation)
 
 INSTANCE_NAME = re.compile(r"^[a-z]([a-z0-9-]{0,96}[a-z0-9])?$")
 EMAIL = re.compile(r"^[^@\s/]+@[^@\s/]+\.[^@\s/]+$")
@@ -334,11 +334,7 @@ def run(user):
             if p["state"] == "absent":
                 result["user"] = {}
                 return result
-            if not module.check_mode:
-                raise ResourceError("Cloud SQL instance %s does not exist in project %s: create it first "
-                                    "(deployml.mlops.cloud_sql_instance)" % (p["instance"], p["project"]))
-            module.warn("Cloud SQL instance %s does not exist (yet): the user would be created once it does"
-                        % p["instance"])
+            missing_instance(module, "user")
             actual = None
         else:
             actual = user.read()
@@ -413,10 +409,7 @@ def main():
         ),
         mutually_exclusive=[("password", "password_secret")],
     )
-    result = run(User(module))
-    if not module._diff:
-        result.pop("diff", None)
-    module.exit_json(**result)
+    exit_module(module, run(User(module)))
 
 
 if __name__ == "__main__":

@@ -205,7 +205,7 @@ import string
 
 from ansible_collections.deployml.mlops.plugins.module_utils.gcp import GcpApiError, GcpModule, label_errors
 from ansible_collections.deployml.mlops.plugins.module_utils.resource import (
-    Exact, Resource, ResourceError, differences, project, prune, top_level)
+    Exact, Resource, ResourceError, differences, exit_module, project, prune, top_level)
 from ansible_collections.deployml.mlops.plugins.module_utils.secrets import (
     API, MAX_PAYLOAD, SECRET_ID, access, enabled_versions, payload, protect, secret_path)
 
@@ -465,10 +465,7 @@ def main():
         ),
         mutually_exclusive=[("value", "generate")],
     )
-    result = run(Secret(module))
-    if not module._diff:
-        result.pop("diff", None)
-    module.exit_json(**result)
+    exit_module(module, run(Secret(module)))
 
 
 if __name__ == "__main__":
