@@ -31,6 +31,10 @@ APIS = {
     "iam": ("https://iam.googleapis.com", None),
     "cloudresourcemanager": ("https://cloudresourcemanager.googleapis.com", None),
     "serviceusage": ("https://serviceusage.googleapis.com", None),
+    "run": ("https://run.googleapis.com", None),
+    "artifactregistry": ("https://artifactregistry.googleapis.com", None),
+    "cloudbuild": ("https://cloudbuild.googleapis.com", None),
+    "cloudscheduler": ("https://cloudscheduler.googleapis.com", None),
 }
 
 RETRYABLE_STATUS = frozenset((429, 500, 502, 503, 504))
@@ -220,8 +224,12 @@ class GcpClient:
     def url(self, api, path):
         return endpoint_for(api, self.module.params.get("api_endpoints")) + path
 
-    def request(self, method, api, path, resource=None, params=None, body=None, not_found_ok=False, headers=None):
-        """One API call. Returns the decoded JSON body ({} when empty), or None for an allowed 404."""
+    def request(self, method, api, path, resource=None, params=None, body=None, not_found_ok=False, headers=None,
+                data=None):
+        """One API call. Returns the decoded JSON body ({} when empty), or None for an allowed 404.
+
+        body is sent as JSON; data (bytes, e.g. a media upload) is sent as it is, with the headers given.
+        """
         session = self.session  # first: it fails with a clear message when google-auth is missing
         import requests
         from google.auth import exceptions as auth_exceptions
@@ -232,7 +240,7 @@ class GcpClient:
             failure = None
             try:
                 response = session.request(
-                    method, url, params=params, json=body, headers=headers, timeout=REQUEST_TIMEOUT
+                    method, url, params=params, json=body, data=data, headers=headers, timeout=REQUEST_TIMEOUT
                 )
             except (requests.ConnectionError, requests.Timeout, auth_exceptions.TransportError) as exc:
                 failure = GcpApiError(None, type(exc).__name__, str(exc), resource=resource, method=method)

@@ -91,6 +91,9 @@ class Api:
         """Drop every stored resource (subclasses set up their collections here)."""
         self.fake.state[self.name] = {}
 
+    def clear(self):
+        """Forget planned failures (fake.clear(), between tests); stored resources stay."""
+
     # ---- helpers for handlers -----------------------------------------------------------------------
     @property
     def projects(self):

@@ -99,6 +99,8 @@ class FakeGcp:
             self.faults.clear()
             self.operations.clear_failures()
             self.operation_polls = DEFAULT_OPERATION_POLLS
+            for api in self.apis.values():
+                api.clear()
 
     def reset(self):
         """clear() and drop every stored resource and operation."""
