@@ -71,40 +71,68 @@ def test_site_converges_and_second_run_writes_nothing(bigquery, storage, unique)
 
 def test_site_on_gcp_converges_against_the_stand_ins(bigquery, storage, fake_gcp, unique):
     """inventories/dev (target gcp) with every API pointed at the stand-ins: APIs, service accounts and
-    their grants, Cloud SQL, the generated password, BigQuery and the bucket; then teardown."""
+    their grants, Cloud SQL, the generated passwords, BigQuery and the buckets, the images built by Cloud
+    Build, the migration job run once, MLflow, serving and Grafana on Cloud Run, the scheduled drift job;
+    then a no-op run with zero writes, and teardown."""
+    units = ("mlflow", "serving", "grafana", "monitoring", "build", "scheduler")
     extra = json.dumps({
         "mlops_gcp_project": "test-project", "mlops_gcp_auth_kind": "anonymous",
         "mlops_gcp_api_endpoints": dict(fake_gcp.endpoints, bigquery=bigquery.url, storage=storage.url),
         "mlops_bigquery_dataset": "gcp_" + unique, "mlops_mlflow_artifacts_bucket": "gcp-" + unique,
+        "mlops_build_source_bucket": "src-" + unique, "mlops_artifact_registry_repository": "repo-" + unique,
         "mlops_cloudsql_instance": "pg-" + unique, "mlflow_database_password_secret": "mlflow-db-" + unique,
-        "mlops_service_accounts": {unit: "%s-%s" % (unit[:4], unique)
-                                   for unit in ("mlflow", "serving", "grafana", "monitoring")},
+        "grafana_database_password_secret": "grafana-db-" + unique,
+        "grafana_admin_password_secret": "grafana-admin-" + unique,
+        "mlops_service_accounts": {unit: "%s-%s" % (unit[:4], unique) for unit in units},
     })
     args = ("site.yml", "-i", "inventories/dev", "-e", extra)
     stand_ins = (bigquery, storage, fake_gcp)
+    fake_gcp.apis["cloudbuild"].storage_url = storage.url  # builds check that their uploaded source exists
+    run = "%s/v2/projects/test-project/locations/europe-west1" % fake_gcp.endpoints["run"]
+    try:
+        proc, recap = playbook(*args, "--check")
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        assert recap["changed"] >= 10 and not any(s.writes() for s in stand_ins), proc.stdout
 
-    proc, recap = playbook(*args, "--check")
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert recap["changed"] >= 10 and not any(s.writes() for s in stand_ins), proc.stdout
+        proc, recap = playbook(*args)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        user = fake_gcp.calls(method="POST", path=r"sqladmin/.*/instances/pg-%s/users$" % unique)
+        secret = fake_gcp.calls(method="POST", path=r"secretmanager/.*/secrets/mlflow-db-%s:addVersion" % unique)
+        assert len(user) == 2 and len(secret) == 1, "one generated password each, given to the database users"
+        policy = requests.post("%s/v3/projects/test-project:getIamPolicy" % fake_gcp.endpoints["cloudresourcemanager"],
+                               json={}, timeout=10).json()
+        granted = {(b["role"], m) for b in policy["bindings"] for m in b["members"]}
+        assert ("roles/cloudsql.client", "serviceAccount:mlfl-%s@test-project.iam.gserviceaccount.com" % unique) in granted
 
-    proc, recap = playbook(*args)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    user = fake_gcp.calls(method="POST", path=r"sqladmin/.*/instances/pg-%s/users$" % unique)
-    secret = fake_gcp.calls(method="POST", path=r"secretmanager/.*/secrets/mlflow-db-%s:addVersion" % unique)
-    assert len(user) == 1 and len(secret) == 1, "one generated password, given to the database user"
-    policy = requests.post("%s/v3/projects/test-project:getIamPolicy" % fake_gcp.endpoints["cloudresourcemanager"],
-                           json={}, timeout=10).json()
-    granted = {(b["role"], m) for b in policy["bindings"] for m in b["members"]}
-    assert ("roles/cloudsql.client", "serviceAccount:mlfl-%s@test-project.iam.gserviceaccount.com" % unique) in granted
+        assert len(fake_gcp.calls(method="POST", path=r"cloudbuild/.*/builds$")) == 4, "four images built"
+        assert len(fake_gcp.calls(method="POST", path=r"run/.*/jobs/mlflow-migrate:run$")) == 1, "migrated once"
+        services = {name: requests.get("%s/services/%s" % (run, name), timeout=10).json()
+                    for name in ("mlflow", "serving", "grafana")}
+        for name, service in services.items():
+            assert service["terminalCondition"]["state"] == "CONDITION_SUCCEEDED", service
+            image = service["template"]["containers"][0]["image"]
+            assert "/repo-%s/" % unique in image and "@sha256:" in image, (name, image)
+        serving_env = {e["name"]: e.get("value") for e in services["serving"]["template"]["containers"][0]["env"]}
+        assert serving_env["MLFLOW_TRACKING_URI"] == services["mlflow"]["uri"]
+        invokers = requests.get("%s/services/mlflow:getIamPolicy" % run, timeout=10).json()
+        assert {"role": "roles/run.invoker",
+                "members": ["serviceAccount:serv-%s@test-project.iam.gserviceaccount.com" % unique]} \
+            in invokers["bindings"], "only the serving API may call MLflow"
+        schedule = requests.get("%s/v1/projects/test-project/locations/europe-west1/jobs/drift"
+                                % fake_gcp.endpoints["cloudscheduler"], timeout=10).json()
+        assert schedule["httpTarget"]["uri"].endswith("/jobs/drift:run")
 
-    for stand_in in stand_ins:
-        stand_in.clear()
-    proc, recap = playbook(*args, "--diff")
-    assert proc.returncode == 0 and recap["changed"] == 0, proc.stdout
-    assert not any(s.writes() for s in stand_ins)
+        for stand_in in stand_ins:
+            stand_in.clear()
+        proc, recap = playbook(*args, "--diff")
+        assert proc.returncode == 0 and recap["changed"] == 0, proc.stdout
+        assert not any(s.writes() for s in stand_ins)
 
-    proc, recap = playbook("playbooks/teardown.yml", "-i", "inventories/dev", "-e", extra)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    instance = requests.get("%s/sql/v1beta4/projects/test-project/instances/pg-%s"
-                            % (fake_gcp.endpoints["sqladmin"], unique), timeout=10)
-    assert instance.status_code == 404
+        proc, recap = playbook("playbooks/teardown.yml", "-i", "inventories/dev", "-e", extra)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        instance = requests.get("%s/sql/v1beta4/projects/test-project/instances/pg-%s"
+                                % (fake_gcp.endpoints["sqladmin"], unique), timeout=10)
+        assert instance.status_code == 404
+        assert requests.get("%s/services/serving" % run, timeout=10).status_code == 404
+    finally:
+        fake_gcp.apis["cloudbuild"].storage_url = None
