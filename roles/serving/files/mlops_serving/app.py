@@ -39,6 +39,7 @@ from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from .auth import from_settings as mlflow_auth
 from .metrics import Metrics, MetricsMiddleware
 from .model import ModelManager
 from .prediction_log import PredictionLogger
@@ -81,7 +82,7 @@ def _unavailable(detail, retry_after=1):
 def create_app(settings, *, manager=None, prediction_log=None, bigquery_client=None):
     """The app for `settings`; a manager or prediction log passed in is used instead of one built from them."""
     manager = manager or ModelManager(settings.tracking_uri, settings.model_name, settings.model_alias,
-                                      settings.poll_interval)
+                                      settings.poll_interval, auth=mlflow_auth(settings))
     prediction_log = prediction_log or PredictionLogger.from_settings(settings, client=bigquery_client)
     metrics = Metrics(prediction_log, manager)
 
@@ -90,6 +91,8 @@ def create_app(settings, *, manager=None, prediction_log=None, bigquery_client=N
         prediction_log.start()
         manager.start()  # loads the model in the background: /health answers at once, /ready once loaded
         LOG.info("serving %s; logging predictions to %s", settings.model_uri, settings.table_path)
+        if getattr(manager, "auth", None) is not None:
+            LOG.info("requests to MLflow carry Google ID tokens for audience %s", manager.auth.audience)
         try:
             yield
         finally:

@@ -4,11 +4,18 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, fields
+from urllib.parse import urlsplit
 
 # name -> (Settings field, kind, default or REQUIRED, description)
 REQUIRED = object()
 ENVIRONMENT = {
     "MLFLOW_TRACKING_URI": ("tracking_uri", "str", REQUIRED, "MLflow tracking server the model is loaded from"),
+    "MLFLOW_AUTH": ("mlflow_auth", "str", "none",
+                    "how requests to MLflow are authenticated: none, or google-id-token (a Google-signed ID token "
+                    "from the metadata server, for MLflow on Cloud Run with IAM authentication)"),
+    "MLFLOW_AUTH_AUDIENCE": ("mlflow_auth_audience", "str", None,
+                             "audience of the ID token, MLflow's Cloud Run service URL; when unset, the "
+                             "scheme://host of MLFLOW_TRACKING_URI"),
     "MODEL_NAME": ("model_name", "str", REQUIRED, "registered model name"),
     "MODEL_ALIAS": ("model_alias", "str", "champion", "alias served: models:/<name>@<alias>"),
     "MODEL_POLL_INTERVAL": ("poll_interval", "seconds", 30.0,
@@ -32,8 +39,28 @@ ENVIRONMENT = {
 }
 
 
+MLFLOW_AUTH_METHODS = ("none", "google-id-token")
+DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
 class ConfigError(ValueError):
     """An environment variable is missing or invalid; the message names it."""
+
+
+def _origin(name, url):
+    """scheme://host[:port] of an http(s) URL (the port only when it is not the scheme's default)."""
+    parts = urlsplit(url)
+    try:
+        port = parts.port
+    except ValueError:
+        port = -1
+    if parts.scheme not in DEFAULT_PORTS or not parts.hostname or port == -1:
+        raise ConfigError("%s must be an http(s) URL with a host for MLFLOW_AUTH=google-id-token (or set "
+                          "MLFLOW_AUTH_AUDIENCE), got %r" % (name, url))
+    host = "[%s]" % parts.hostname if ":" in parts.hostname else parts.hostname
+    if port is not None and port != DEFAULT_PORTS[parts.scheme]:
+        host = "%s:%d" % (host, port)
+    return "%s://%s" % (parts.scheme, host)
 
 
 @dataclass(frozen=True)
@@ -53,6 +80,8 @@ class Settings:  # pylint: disable=too-many-instance-attributes
     insert_timeout: float = 10.0
     shutdown_timeout: float = 7.0
     max_instances: int = 1000
+    mlflow_auth: str = "none"
+    mlflow_auth_audience: str | None = None
 
     def __post_init__(self):
         names = {spec[0]: env for env, spec in ENVIRONMENT.items()}
@@ -71,6 +100,23 @@ class Settings:  # pylint: disable=too-many-instance-attributes
         if self.max_instances > self.queue_max_size:
             raise ConfigError("MAX_INSTANCES (%d) must not exceed LOG_QUEUE_MAX_SIZE (%d)"
                               % (self.max_instances, self.queue_max_size))
+        self._check_mlflow_auth()
+
+    def _check_mlflow_auth(self):
+        if self.mlflow_auth not in MLFLOW_AUTH_METHODS:
+            raise ConfigError("MLFLOW_AUTH must be one of %s, got %r" % (", ".join(MLFLOW_AUTH_METHODS), self.mlflow_auth))
+        if self.mlflow_auth == "none":
+            if self.mlflow_auth_audience:
+                raise ConfigError("MLFLOW_AUTH_AUDIENCE is set but MLFLOW_AUTH is none: set MLFLOW_AUTH=google-id-token "
+                                  "to send ID tokens, or unset MLFLOW_AUTH_AUDIENCE")
+            return
+        if not self.mlflow_auth_audience:  # a custom audience (Cloud Run allows them) is used as it is given
+            _origin("MLFLOW_TRACKING_URI", self.tracking_uri)
+
+    @property
+    def mlflow_audience(self):
+        """The audience of MLflow's ID tokens: MLFLOW_AUTH_AUDIENCE, else the tracking URI's scheme://host."""
+        return self.mlflow_auth_audience or _origin("MLFLOW_TRACKING_URI", self.tracking_uri)
 
     @property
     def table_path(self):
@@ -91,7 +137,13 @@ class Settings:  # pylint: disable=too-many-instance-attributes
                     raise ConfigError("environment variable %s is required: %s" % (name, description))
                 continue
             values[attribute] = _parse(name, kind, raw)
-        return cls(**values)
+        settings = cls(**values)
+        if settings.mlflow_auth != "none" and env.get("MLFLOW_TRACKING_USERNAME") and env.get("MLFLOW_TRACKING_PASSWORD"):
+            # MLflow's client sends basic authentication instead of the bearer token when both are set.
+            raise ConfigError("MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD are set: MLflow's client would "
+                              "send them instead of the ID token MLFLOW_AUTH=%s asks for; unset them"
+                              % settings.mlflow_auth)
+        return settings
 
 
 def _parse(name, kind, raw):

@@ -279,11 +279,37 @@ def _binary_proba(pyfunc):
 
 
 # -- loading and following the alias -------------------------------------------------------------------
+def _http_status(exc):
+    """The HTTP status of a failed MLflow call (MLflow's exception or requests' HTTPError), else None."""
+    from mlflow.exceptions import MlflowException
+
+    if isinstance(exc, MlflowException):
+        return exc.get_http_status_code()
+    response = getattr(exc, "response", None)
+    return getattr(response, "status_code", None)
+
+
+def refusal_hint(exc, auth):
+    """What to check when MLflow (or Cloud Run in front of it) refused the request; "" otherwise."""
+    status = _http_status(exc)
+    if status not in (401, 403):
+        return ""
+    if auth is None:
+        return (" (MLflow refused the request with HTTP %d: if it runs on Cloud Run with IAM authentication, set "
+                "MLFLOW_AUTH=google-id-token and grant this service's account roles/run.invoker on it)" % status)
+    if status == 401:
+        return (" (MLflow refused the ID token with HTTP 401: its audience, %s, must be MLflow's Cloud Run URL "
+                "or one of its custom audiences; see MLFLOW_AUTH_AUDIENCE)" % auth.audience)
+    return (" (MLflow refused the request with HTTP 403: grant this service's account roles/run.invoker on the "
+            "MLflow service)")
+
+
 class ModelManager:
     """Holds the served model; a background thread follows the alias and swaps in new versions."""
 
-    def __init__(self, tracking_uri, name, alias="champion", poll_interval=30.0, cache_dir=None):
+    def __init__(self, tracking_uri, name, alias="champion", poll_interval=30.0, cache_dir=None, auth=None):
         self.tracking_uri = tracking_uri
+        self.auth = auth              # auth.MlflowAuth, applied before each MLflow call; None: none
         self.name = name
         self.alias = alias
         self.poll_interval = poll_interval
@@ -302,8 +328,14 @@ class ModelManager:
 
         return MlflowClient(tracking_uri=self.tracking_uri, registry_uri=self.tracking_uri)
 
+    def authorize(self):
+        """Before each MLflow call: a current ID token for MLflow's client (MLFLOW_AUTH=google-id-token)."""
+        if self.auth is not None:
+            self.auth.apply()
+
     def resolve(self):
         """The model version the alias points at now."""
+        self.authorize()
         return self.client().get_model_version_by_alias(self.name, self.alias)
 
     def load(self, version):
@@ -311,6 +343,7 @@ class ModelManager:
         import mlflow.artifacts
         import mlflow.pyfunc
 
+        self.authorize()
         target = tempfile.mkdtemp(prefix="model-%s-" % version.version, dir=self.cache_dir)
         try:
             local = mlflow.artifacts.download_artifacts(
@@ -367,6 +400,8 @@ class ModelManager:
             self._thread.join(timeout)
         for version in list(self._dirs):
             self._forget(version)
+        if self.auth is not None:
+            self.auth.clear()
 
     def _run(self):
         try:
@@ -385,7 +420,7 @@ class ModelManager:
                 delay = 1.0
             except Exception as exc:  # pylint: disable=broad-exception-caught  # keep serving the current model
                 self.failures += 1
-                self.last_error = "%s: %s" % (type(exc).__name__, exc)
+                self.last_error = "%s: %s%s" % (type(exc).__name__, exc, refusal_hint(exc, self.auth))
                 LOG.warning("cannot load %s@%s: %s", self.name, self.alias, self.last_error)
                 if self.current is None:  # not serving yet: retry soon, with backoff
                     self._stop.wait(delay)
