@@ -9,7 +9,8 @@ etag), with small differences: the HTTP method, where the requested policy versi
 is wrapped in {"policy": ...}, and which status a stale etag gets (409 ABORTED, or 412 for Cloud Storage).
 RESOURCE_TYPES holds one PolicyType per kind of resource, so supporting another resource is one more entry
 (a Cloud Run v2 service: api "run", parse projects/P/locations/L/services/S to /v2/<name>, GET :getIamPolicy
-with options.requestedPolicyVersion, POST :setIamPolicy with {"policy": ...}).
+with options.requestedPolicyVersion, POST :setIamPolicy with {"policy": ...}; a BigQuery table: POST
+:getIamPolicy with {"options": {"requestedPolicyVersion": 3}} as body).
 
 The edits are pure functions on policy dicts (unit tested); update_policy() runs them in a loop that
 always reads the policy at version 3, writes it back with the etag it read, and on a concurrent change
@@ -196,6 +197,12 @@ PROJECT_ID = re.compile(r"^([a-z][a-z0-9.-]*:)?[a-z][a-z0-9-]{4,28}[a-z0-9]$|^[0
 BUCKET = re.compile(r"^[a-z0-9][a-z0-9._-]{1,220}[a-z0-9]$")
 SECRET_ID = re.compile(r"^[A-Za-z0-9_-]{1,255}$")
 ACCOUNT_ID = re.compile(r"^[a-z]([-a-z0-9]{4,28})[a-z0-9]$")
+LOCATION = re.compile(r"^[a-z][a-z0-9-]{0,62}[0-9]$")  # us-central1, europe-west4, northamerica-northeast1
+# Cloud Run names: a letter first, then lowercase letters, digits and '-', not ending with '-'.
+RUN_SERVICE = re.compile(r"^[a-z]([a-z0-9-]{0,47}[a-z0-9])?$")  # fewer than 50 characters
+RUN_JOB = re.compile(r"^[a-z]([a-z0-9-]{0,61}[a-z0-9])?$")      # at most 63 characters
+DATASET_ID = re.compile(r"^[A-Za-z0-9_]{1,1024}$")
+TABLE_ID = re.compile(r"^[\w\- ]{1,1024}$")  # letters, marks and digits of any script, '_', '-' and ' '
 
 
 class PolicyType:
@@ -272,6 +279,57 @@ def _service_account_resource(resource, project):
     return "/v1/" + name, name
 
 
+def _check_project(project):
+    if not PROJECT_ID.match(project or ""):
+        raise ValueError("project %r: use a project ID such as my-project" % project)
+
+
+def _run_resource(collection, pattern, limit):
+    """Parser of a Cloud Run v2 resource: projects/P/locations/L/<collection>/NAME, or LOCATION/NAME in project."""
+    singular = collection[:-1]
+
+    def parse(resource, project):
+        parts = resource.split("/")
+        if len(parts) == 6 and parts[0] == "projects" and parts[2] == "locations" and parts[4] == collection:
+            project, location, name = parts[1], parts[3], parts[5]
+        elif len(parts) == 2:
+            location, name = parts
+        else:
+            raise ValueError("%s %r: use LOCATION/NAME (such as us-central1/my-%s) or "
+                             "projects/PROJECT/locations/LOCATION/%s/NAME" % (singular, resource, singular, collection))
+        _check_project(project)
+        if not LOCATION.match(location):
+            raise ValueError("%s %r: location %r is not a region such as us-central1" % (singular, resource, location))
+        if not pattern.match(name):
+            raise ValueError("%s %r: the name %r needs %s: lowercase letters, digits and '-', starting with a letter "
+                             "and not ending with '-'" % (singular, resource, name, limit))
+        full = "projects/%s/locations/%s/%s/%s" % (project, location, collection, name)
+        return "/v2/" + full, full
+    return parse
+
+
+def _table_resource(resource, project):
+    """projects/P/datasets/D/tables/T, PROJECT.DATASET.TABLE, or DATASET.TABLE in project."""
+    parts = resource.split("/")
+    if len(parts) == 6 and parts[0] == "projects" and parts[2] == "datasets" and parts[4] == "tables":
+        project, dataset, table = parts[1], parts[3], parts[5]
+    elif "/" not in resource and resource.count(".") in (1, 2):
+        names = resource.split(".")
+        if len(names) == 3:
+            project = names.pop(0)
+        dataset, table = names
+    else:
+        raise ValueError("table %r: use DATASET.TABLE, PROJECT.DATASET.TABLE or projects/PROJECT/datasets/DATASET/"
+                         "tables/TABLE" % resource)
+    _check_project(project)
+    if not DATASET_ID.match(dataset):
+        raise ValueError("table %r: dataset ID %r holds letters, digits and '_' only" % (resource, dataset))
+    if not TABLE_ID.match(table):
+        raise ValueError("table %r: table ID %r holds letters, digits, '_', '-' and spaces only" % (resource, table))
+    full = "projects/%s/datasets/%s/tables/%s" % (project, dataset, table)
+    return "/bigquery/v2/" + full, full
+
+
 RESOURCE_TYPES = {
     # Resource Manager v3: POST :getIamPolicy with {"options": {"requestedPolicyVersion": 3}}.
     "project": PolicyType("cloudresourcemanager", "project", _project_resource,
@@ -288,6 +346,19 @@ RESOURCE_TYPES = {
     "service_account": PolicyType("iam", "service account", _service_account_resource,
                                   get=("POST", ":getIamPolicy", "options.requestedPolicyVersion"),
                                   put=("POST", ":setIamPolicy", True)),
+    # Cloud Run Admin API v2: GET :getIamPolicy?options.requestedPolicyVersion=3 (services and jobs alike).
+    "cloud_run_service": PolicyType("run", "Cloud Run service", _run_resource("services", RUN_SERVICE, "1-49 characters"),
+                                    get=("GET", ":getIamPolicy", "options.requestedPolicyVersion"),
+                                    put=("POST", ":setIamPolicy", True)),
+    "cloud_run_job": PolicyType("run", "Cloud Run job", _run_resource("jobs", RUN_JOB, "1-63 characters"),
+                                get=("GET", ":getIamPolicy", "options.requestedPolicyVersion"),
+                                put=("POST", ":setIamPolicy", True)),
+    # BigQuery v2: POST :getIamPolicy with {"options": {"requestedPolicyVersion": 3}}. BigQuery does not document
+    # the status of a stale etag; a table's "IAM setPolicy failed ... concurrent policy changes" has been seen
+    # as 412, and Google IAM's own is 409 ABORTED: both count as a race (update_policy re-reads to tell).
+    "bigquery_table": PolicyType("bigquery", "BigQuery table", _table_resource,
+                                 get=("POST", ":getIamPolicy", "body"), put=("POST", ":setIamPolicy", True),
+                                 conflict=(409, 412)),
 }
 
 

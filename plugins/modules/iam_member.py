@@ -7,7 +7,7 @@ from __future__ import annotations
 
 DOCUMENTATION = r"""
 module: iam_member
-short_description: Grant or revoke one IAM role to one member on a project, bucket, secret or service account
+short_description: Grant or revoke one IAM role to one member on a GCP resource
 version_added: 0.1.0
 description:
   - Adds one member to, or removes it from, the binding of one role (with an optional condition) in the IAM
@@ -26,9 +26,14 @@ options:
       - The kind of resource whose IAM policy is changed.
       - V(project) uses the Resource Manager API v3, V(bucket) the Cloud Storage JSON API, V(secret) the Secret
         Manager API v1 and V(service_account) the IAM API v1 (who may act as the service account).
+      - V(cloud_run_service) and V(cloud_run_job) use the Cloud Run Admin API v2, for example
+        V(roles/run.invoker) on a service lets a principal call it, and on a job lets it run the job (such as
+        the service account Cloud Scheduler uses).
+      - V(bigquery_table) uses the BigQuery API v2 (a table-level grant, such as V(roles/bigquery.dataViewer) on
+        one table rather than on the whole dataset).
     type: str
     required: true
-    choices: [project, bucket, secret, service_account]
+    choices: [project, bucket, secret, service_account, cloud_run_service, cloud_run_job, bigquery_table]
   resource:
     description:
       - The resource whose policy is changed.
@@ -37,6 +42,11 @@ options:
       - For V(secret), the secret ID in O(project), or V(projects/PROJECT/secrets/ID).
       - For V(service_account), its email, its account ID in O(project), or
         V(projects/PROJECT/serviceAccounts/EMAIL).
+      - For V(cloud_run_service), V(LOCATION/NAME) in O(project) (such as V(us-central1/mlflow)), or
+        V(projects/PROJECT/locations/LOCATION/services/NAME).
+      - For V(cloud_run_job), V(LOCATION/NAME) in O(project), or V(projects/PROJECT/locations/LOCATION/jobs/NAME).
+      - For V(bigquery_table), V(DATASET.TABLE) in O(project), V(PROJECT.DATASET.TABLE), or
+        V(projects/PROJECT/datasets/DATASET/tables/TABLE).
       - Required unless O(resource_type=project).
     type: str
   role:
@@ -116,6 +126,31 @@ EXAMPLES = r"""
       title: until-2027
       expression: request.time < timestamp("2027-01-01T00:00:00Z")
 
+- name: Let Cloud Scheduler's service account run the drift job
+  deployml.mlops.iam_member:
+    project: my-project
+    resource_type: cloud_run_job
+    resource: us-central1/drift-check
+    role: roles/run.invoker
+    member: serviceAccount:scheduler@my-project.iam.gserviceaccount.com
+
+- name: Make the serving API public (an explicit choice, never a side effect of deploying it)
+  deployml.mlops.iam_member:
+    project: my-project
+    resource_type: cloud_run_service
+    resource: us-central1/serving
+    role: roles/run.invoker
+    member: allUsers
+    allow_public: true
+
+- name: Let the serving API write to the predictions table, and no other table of the dataset
+  deployml.mlops.iam_member:
+    project: my-project
+    resource_type: bigquery_table
+    resource: mlops.predictions
+    role: roles/bigquery.dataEditor
+    member: serviceAccount:serving@my-project.iam.gserviceaccount.com
+
 - name: Revoke a grant
   deployml.mlops.iam_member:
     project: my-project
@@ -153,7 +188,8 @@ from ansible_collections.deployml.mlops.plugins.module_utils.iam import (
     PolicyTarget, add_member, binding_view, condition_error, is_public, member_error, normalize_member,
     remove_member, role_error, update_policy)
 
-RESOURCE_TYPE_CHOICES = ["project", "bucket", "secret", "service_account"]
+RESOURCE_TYPE_CHOICES = ["project", "bucket", "secret", "service_account", "cloud_run_service", "cloud_run_job",
+                         "bigquery_table"]
 
 
 def _problems(params):
@@ -188,8 +224,7 @@ def main():
             state=dict(type="str", choices=["present", "absent"], default="present"),
             allow_public=dict(type="bool", default=False),
         ),
-        required_if=[("resource_type", "bucket", ("resource",)), ("resource_type", "secret", ("resource",)),
-                     ("resource_type", "service_account", ("resource",))],
+        required_if=[("resource_type", kind, ("resource",)) for kind in RESOURCE_TYPE_CHOICES if kind != "project"],
     )
     p = module.params
     errors = _problems(p)

@@ -1,5 +1,5 @@
-"""iam_member against the fake GCP control plane (project, secret, service account) and the Cloud Storage
-emulator (bucket).
+"""iam_member against the fake GCP control plane (project, secret, service account, Cloud Run service and
+job), the Cloud Storage emulator (bucket) and the BigQuery emulator (table).
 
 A concurrent policy change is made real at the HTTP boundary: RacingProxy sits between the module and the
 API and, just before forwarding the module's write, lets another writer change the policy first. The module
@@ -311,6 +311,19 @@ def test_lost_answer_of_the_write_still_converges(iam, fake_gcp, policies, proje
     (dict(resource_type="service_account", resource="ab"), "account ID"),
     (dict(resource_type="project", resource="Not_A_Project"), "project 'Not_A_Project'"),
     (dict(condition={"title": "t"}), "missing required arguments: expression"),
+    (dict(resource_type="cloud_run_service"), "resource_type is cloud_run_service but all of the following"),
+    (dict(resource_type="cloud_run_service", resource="mlflow"), "use LOCATION/NAME"),
+    (dict(resource_type="cloud_run_service", resource="us-central1/MLflow"), "the name 'MLflow' needs 1-49"),
+    (dict(resource_type="cloud_run_service", resource="us-central1/" + "s" * 50), "needs 1-49 characters"),
+    (dict(resource_type="cloud_run_service", resource="us central1/mlflow"), "location 'us central1'"),
+    (dict(resource_type="cloud_run_service", resource="projects/p-one/locations/us-central1/jobs/x"), "use LOCATION/NAME"),
+    (dict(resource_type="cloud_run_job", resource="us-central1/drift-"), "not ending with '-'"),
+    (dict(resource_type="cloud_run_job", resource="projects/Bad_P/locations/us-central1/jobs/drift"), "project 'Bad_P'"),
+    (dict(resource_type="bigquery_table"), "resource_type is bigquery_table but all of the following"),
+    (dict(resource_type="bigquery_table", resource="predictions"), "use DATASET.TABLE"),
+    (dict(resource_type="bigquery_table", resource="ml-ops.predictions"), "dataset ID 'ml-ops'"),
+    (dict(resource_type="bigquery_table", resource="mlops.pred/ictions"), "use DATASET.TABLE"),
+    (dict(resource_type="bigquery_table", resource="projects/proj-one/datasets/d/tables/t*"), "table ID 't*'"),
 ])
 def test_bad_input_is_rejected_before_any_call(iam, fake_gcp, options, message):
     args = dict(resource_type="project", role=INVOKER, member="user:alice@example.com")
@@ -466,3 +479,230 @@ def test_bucket_stale_etag_412_is_retried_keeping_the_other_binding(iam, storage
     policy = bucket_policy(storage, bucket)
     assert binding(policy, "roles/storage.legacyBucketReader") == {"user:other@example.com"}
     assert binding(policy, "roles/storage.objectAdmin") == {"user:me@example.com"}
+
+
+# --- Cloud Run service and job (fake Cloud Run v2) ----------------------------------------------------------
+
+RUN_KINDS = {"cloud_run_service": ("services", "serviceId"), "cloud_run_job": ("jobs", "jobId")}
+IMAGE = "us-docker.pkg.dev/cloudrun/container/hello"
+
+
+def make_run(fake, kind, name, location="us-central1"):
+    """Create a Cloud Run service or job on the fake; its full name."""
+    collection, id_param = RUN_KINDS[kind]
+    containers = {"containers": [{"image": IMAGE}]}
+    body = {"template": containers} if kind == "cloud_run_service" else {"template": {"template": containers}}
+    check(requests.post("%s/run/v2/projects/%s/locations/%s/%s" % (fake.url, PROJECT, location, collection),
+                        params={id_param: name}, json=body, timeout=10))
+    return "projects/%s/locations/%s/%s/%s" % (PROJECT, location, collection, name)
+
+
+def run_policy(fake, name):
+    return check(requests.get("%s/run/v2/%s:getIamPolicy" % (fake.url, name),
+                              params={"options.requestedPolicyVersion": 3}, timeout=10))
+
+
+def run_grant(fake, name, role, member):
+    """A read-modify-write by someone else, with the etag it read."""
+    policy = run_policy(fake, name)
+    policy.setdefault("bindings", []).append({"role": role, "members": [member]})
+    return check(requests.post("%s/run/v2/%s:setIamPolicy" % (fake.url, name), json={"policy": policy}, timeout=10))
+
+
+@pytest.mark.parametrize("kind", sorted(RUN_KINDS))
+def test_cloud_run_grant_lifecycle(iam, fake_gcp, kind, unique, account):
+    name = make_run(fake_gcp, kind, "mlops-" + unique)
+    short = "us-central1/mlops-" + unique
+    member = "serviceAccount:" + account
+    fake_gcp.clear()
+
+    preview = iam(check=True, resource_type=kind, resource=short, role=INVOKER, member=member)
+    assert preview["rc"] == 0 and preview["changed"] is True and preview["resource"] == name, preview
+    assert preview["diff"]["after"] == {"role": INVOKER, "members": [member]} and preview["diff"]["before"] == {}
+    assert [(c.method, c.api, c.path, c.query) for c in fake_gcp.requests] == [
+        ("GET", "run", "/v2/%s:getIamPolicy" % name, {"options.requestedPolicyVersion": "3"})]
+    assert binding(run_policy(fake_gcp, name), INVOKER) == set()
+
+    fake_gcp.clear()
+    result = iam(resource_type=kind, resource=short, role=INVOKER, member=member)
+    assert result["rc"] == 0 and result["changed"] is True and result["resource"] == name, result
+    assert result["binding"] == {"role": INVOKER, "members": [member]}
+    writes = fake_gcp.writes()
+    assert [(c.method, c.api, c.path) for c in writes] == [("POST", "run", "/v2/%s:setIamPolicy" % name)]
+    assert writes[0].body["policy"]["bindings"] == [{"role": INVOKER, "members": [member]}]
+    policy = run_policy(fake_gcp, name)
+    assert binding(policy, INVOKER) == {member} and result["etag"] == policy["etag"]
+
+    fake_gcp.clear()
+    again = iam(resource_type=kind, resource=name, role=INVOKER, member=member)
+    assert again["rc"] == 0 and again["changed"] is False and fake_gcp.writes() == [], again
+    assert len(fake_gcp.requests) == 1 and again["diff"]["before"] == again["diff"]["after"]
+
+    fake_gcp.clear()
+    preview_revoke = iam(check=True, resource_type=kind, resource=short, role=INVOKER, member=member, state="absent")
+    assert preview_revoke["changed"] is True and preview_revoke["binding"] == {} and fake_gcp.writes() == []
+    revoked = iam(resource_type=kind, resource=short, role=INVOKER, member=member, state="absent")
+    assert revoked["rc"] == 0 and revoked["changed"] is True and revoked["binding"] == {}, revoked
+    assert binding(run_policy(fake_gcp, name), INVOKER) == set()
+    fake_gcp.clear()
+    gone = iam(resource_type=kind, resource=short, role=INVOKER, member=member, state="absent")
+    assert gone["changed"] is False and fake_gcp.writes() == [], gone
+
+
+def test_public_cloud_run_service_is_an_explicit_grant(iam, fake_gcp, unique):
+    name = make_run(fake_gcp, "cloud_run_service", "api-" + unique)
+    refused = iam(resource_type="cloud_run_service", resource=name, role=INVOKER, member="allUsers")
+    assert refused["rc"] == 1 and "allow_public: true" in refused["msg"], refused
+    assert binding(run_policy(fake_gcp, name), INVOKER) == set()
+    result = iam(resource_type="cloud_run_service", resource=name, role=INVOKER, member="allUsers", allow_public=True)
+    assert result["rc"] == 0 and result["changed"] is True, result
+    assert binding(run_policy(fake_gcp, name), INVOKER) == {"allUsers"}
+
+
+@pytest.mark.parametrize("kind", sorted(RUN_KINDS))
+def test_cloud_run_stale_etag_is_retried_keeping_the_other_binding(iam, fake_gcp, kind, unique):
+    name = make_run(fake_gcp, kind, "race-" + unique)
+    proxy = RacingProxy(fake_gcp.url)
+    try:
+        proxy.before_next(r"^POST /run/v2/projects/.*:setIamPolicy",
+                          lambda: run_grant(fake_gcp, name, "roles/run.viewer", "user:other@example.com"))
+        fake_gcp.clear()
+        result = iam(resource_type=kind, resource=name, role=INVOKER, member="user:me@example.com",
+                     endpoints={"run": proxy.url + "/run"})
+    finally:
+        proxy.close()
+    assert proxy.raced == 1
+    assert result["rc"] == 0 and result["changed"] is True, result
+    sets = fake_gcp.calls(method="POST", path=r"^run/.*:setIamPolicy$")
+    assert len(sets) == 3, "the other writer's write, the module's stale one (409), and the module's retry"
+    assert sets[1].body["policy"]["etag"] == sets[0].body["policy"]["etag"], "both read the same policy"
+    assert sets[2].body["policy"]["etag"] != sets[1].body["policy"]["etag"], "the retry carries a fresh etag"
+    policy = run_policy(fake_gcp, name)
+    assert binding(policy, "roles/run.viewer") == {"user:other@example.com"}, "the other writer's grant survives"
+    assert binding(policy, INVOKER) == {"user:me@example.com"}
+
+
+@pytest.mark.parametrize("kind", sorted(RUN_KINDS))
+def test_missing_cloud_run_resource(iam, fake_gcp, kind, unique):
+    collection = RUN_KINDS[kind][0]
+    name = "projects/%s/locations/us-central1/%s/later-%s" % (PROJECT, collection, unique)
+    result = iam(resource_type=kind, resource="us-central1/later-" + unique, role=INVOKER, member="user:a@example.com")
+    assert result["rc"] == 1 and result["status"] == 404 and name in result["msg"], result
+    assert fake_gcp.writes() == []
+
+    fake_gcp.clear()
+    preview = iam(check=True, resource_type=kind, resource="us-central1/later-" + unique, role=INVOKER,
+                  member="user:a@example.com")
+    assert preview["rc"] == 0 and preview["changed"] is True, preview
+    assert "does not exist (yet)" in json.dumps(preview["warnings"]) and fake_gcp.writes() == []
+
+
+# --- BigQuery table (BigQuery emulator) -------------------------------------------------------------------
+
+VIEWER = "roles/bigquery.dataViewer"
+
+
+@pytest.fixture
+def table(bigquery, unique):
+    """A table in a dataset of its own: (DATASET.TABLE, full name)."""
+    dataset = "iam_" + unique
+    base = "%s/bigquery/v2/projects/%s/datasets" % (bigquery.target, PROJECT)
+    check(requests.post(base, json={"datasetReference": {"projectId": PROJECT, "datasetId": dataset}}, timeout=10))
+    check(requests.post("%s/%s/tables" % (base, dataset), timeout=10, json={
+        "tableReference": {"projectId": PROJECT, "datasetId": dataset, "tableId": "predictions"},
+        "schema": {"fields": [{"name": "id", "type": "STRING"}]}}))
+    return dataset + ".predictions", "projects/%s/datasets/%s/tables/predictions" % (PROJECT, dataset)
+
+
+def table_policy(bigquery, name):
+    return check(requests.post("%s/bigquery/v2/%s:getIamPolicy" % (bigquery.target, name),
+                               json={"options": {"requestedPolicyVersion": 3}}, timeout=10))
+
+
+def policy_writes(proxy):
+    """The recorded calls that change something: getIamPolicy is a POST that only reads."""
+    return [r for r in proxy.writes() if not r[1].endswith(":getIamPolicy")]
+
+
+def test_bigquery_table_grant_lifecycle(iam, bigquery, table):
+    short, name = table
+    endpoints = {"bigquery": bigquery.url}
+    member = "serviceAccount:serving@%s.iam.gserviceaccount.com" % PROJECT
+    bigquery.clear()
+    preview = iam(check=True, endpoints=endpoints, resource_type="bigquery_table", resource=short, role=VIEWER,
+                  member=member)
+    assert preview["rc"] == 0 and preview["changed"] is True and preview["resource"] == name, preview
+    assert bigquery.requests == [("POST", "/bigquery/v2/%s:getIamPolicy" % name)]
+    assert preview["diff"]["after"] == {"role": VIEWER, "members": [member]}
+
+    result = iam(endpoints=endpoints, resource_type="bigquery_table", resource=short, role=VIEWER, member=member)
+    assert result["rc"] == 0 and result["changed"] is True, result
+    assert policy_writes(bigquery) == [("POST", "/bigquery/v2/%s:setIamPolicy" % name)]
+    policy = table_policy(bigquery, name)
+    assert binding(policy, VIEWER) == {member} and result["etag"] == policy["etag"]
+
+    bigquery.clear()
+    again = iam(endpoints=endpoints, resource_type="bigquery_table", resource=name, role=VIEWER, member=member)
+    assert again["rc"] == 0 and again["changed"] is False and policy_writes(bigquery) == [], again
+    assert len(bigquery.requests) == 1
+
+    conditional = iam(endpoints=endpoints, resource_type="bigquery_table", resource="%s.%s" % (PROJECT, short),
+                      role=VIEWER, member=member, condition=UNTIL)
+    assert conditional["rc"] == 0 and conditional["changed"] is True, conditional
+    policy = table_policy(bigquery, name)
+    assert policy["version"] == 3 and binding(policy, VIEWER, UNTIL) == {member} and binding(policy, VIEWER) == {member}
+
+    bigquery.clear()
+    preview_revoke = iam(check=True, endpoints=endpoints, resource_type="bigquery_table", resource=short, role=VIEWER,
+                         member=member, state="absent")
+    assert preview_revoke["changed"] is True and policy_writes(bigquery) == [], preview_revoke
+    revoked = iam(endpoints=endpoints, resource_type="bigquery_table", resource=short, role=VIEWER, member=member,
+                  state="absent")
+    assert revoked["rc"] == 0 and revoked["changed"] is True and revoked["binding"] == {}, revoked
+    policy = table_policy(bigquery, name)
+    assert binding(policy, VIEWER) == set() and binding(policy, VIEWER, UNTIL) == {member}, "the conditional one stays"
+
+
+def test_bigquery_table_stale_etag_is_retried_keeping_the_other_binding(iam, bigquery, table):
+    short, name = table
+
+    def other_writer():
+        policy = table_policy(bigquery, name)
+        policy.setdefault("bindings", []).append({"role": "roles/bigquery.dataEditor",
+                                                  "members": ["user:other@example.com"]})
+        check(requests.post("%s/bigquery/v2/%s:setIamPolicy" % (bigquery.target, name), json={"policy": policy},
+                            timeout=10))
+
+    proxy = RacingProxy(bigquery.url)
+    try:
+        proxy.before_next(r"^POST /bigquery/v2/projects/.*:setIamPolicy", other_writer)
+        bigquery.clear()
+        result = iam(endpoints={"bigquery": proxy.url}, resource_type="bigquery_table", resource=short, role=VIEWER,
+                     member="user:me@example.com")
+    finally:
+        proxy.close()
+    assert proxy.raced == 1
+    assert result["rc"] == 0 and result["changed"] is True, result
+    assert policy_writes(bigquery) == [("POST", "/bigquery/v2/%s:setIamPolicy" % name)] * 2, \
+        "the stale write (412) and the retry"
+    assert len([r for r in bigquery.requests if r[1].endswith(":getIamPolicy")]) == 2, "the retry re-reads"
+    policy = table_policy(bigquery, name)
+    assert binding(policy, "roles/bigquery.dataEditor") == {"user:other@example.com"}
+    assert binding(policy, VIEWER) == {"user:me@example.com"}
+
+
+def test_missing_bigquery_table(iam, bigquery, table):
+    short, name = table
+    dataset = short.split(".")[0]
+    endpoints = {"bigquery": bigquery.url}
+    bigquery.clear()
+    result = iam(endpoints=endpoints, resource_type="bigquery_table", resource=dataset + ".later", role=VIEWER,
+                 member="user:a@example.com")
+    assert result["rc"] == 1 and result["status"] == 404, result
+    assert name.replace("predictions", "later") in result["msg"] and policy_writes(bigquery) == []
+
+    preview = iam(check=True, endpoints=endpoints, resource_type="bigquery_table", resource=dataset + ".later",
+                  role=VIEWER, member="user:a@example.com")
+    assert preview["rc"] == 0 and preview["changed"] is True, preview
+    assert "BigQuery table %s does not exist (yet)" % name.replace("predictions", "later") in json.dumps(preview["warnings"])
+    assert policy_writes(bigquery) == []

@@ -9,6 +9,12 @@
 - tabledata.insertAll: BigQuery drops a row whose insertId it has seen on that table in the last minute or
   so (best-effort de-duplication, what makes a retried streaming insert safe); bqemulator stores every
   copy. The wrapper drops rows whose insertId was already stored within DEDUP_SECONDS.
+- tables.getIamPolicy / tables.setIamPolicy: bqemulator does not serve them (405). BigQuery keeps an IAM policy
+  per table; the wrapper keeps one in memory with the rules of the fake GCP's policies (fakegcp/iam_policy.py:
+  versions, conditions only at version 3, a new etag on every set), 404 for a missing table or dataset, 400
+  for a malformed request, and 412 "IAM setPolicy failed for Table ...: There were concurrent policy changes"
+  for a stale etag (the status BigQuery gives it; Google IAM APIs give 409 ABORTED). A table's policy goes
+  with the table (and with its dataset).
 
 Run with bqemulator's own arguments: python -m tests.standins.bigquery_emulator start --rest-port 9050 ...
 """
@@ -22,10 +28,19 @@ import time
 import bqemulator.server
 from bqemulator.cli import main as bqemulator_main
 
+from tests.standins.fakegcp.errors import ApiError
+from tests.standins.fakegcp.iam_policy import PolicyStore
+
 _emulator_create_app = bqemulator.server.create_app
 TABLES = re.compile(r"^/bigquery/v2/projects/([^/]+)/datasets/([^/]+)/tables(?:/([^/]+))?$")
 DATASET = re.compile(r"^/bigquery/v2/projects/([^/]+)/datasets/([^/]+)$")
 INSERT_ALL = re.compile(r"^/bigquery/v2/projects/([^/]+)/datasets/([^/]+)/tables/([^/]+)/insertAll$")
+TABLE_IAM = re.compile(r"^/bigquery/v2/projects/([^/]+)/datasets/([^/]+)/tables/([^/:]+):(getIamPolicy|setIamPolicy)$")
+IAM_FIELDS = {"getIamPolicy": {"options"}, "setIamPolicy": {"policy", "updateMask"}, "options": {"requestedPolicyVersion"},
+              "policy": {"version", "etag", "bindings", "auditConfigs"}, "binding": {"role", "members", "condition"},
+              "condition": {"title", "description", "expression", "location"}}
+CONCURRENT = ("IAM setPolicy failed for Table %s:%s.%s: There were concurrent policy changes. Please retry the whole "
+              "read-modify-write with exponential backoff.")
 DEDUP_SECONDS = 60
 
 
@@ -45,6 +60,60 @@ def _json(body):
         return None
 
 
+def _error(code, message, reason, status):
+    return {"error": {"code": code, "message": message, "status": status,
+                      "errors": [{"domain": "global", "reason": reason, "message": message}]}}
+
+
+def _invalid(message):
+    return _error(400, message, "invalid", "INVALID_ARGUMENT")
+
+
+def _unknown_field(document, kind, where):
+    """The first field of document that a BigQuery IAM message of this kind does not have, as an error, or None."""
+    if not isinstance(document, dict):
+        return _invalid("Invalid JSON payload received. Expected an object at '%s'." % where)
+    unknown = sorted(set(document) - IAM_FIELDS[kind])
+    if unknown:
+        return _invalid('Invalid JSON payload received. Unknown name "%s" at \'%s\': Cannot find field.' % (unknown[0], where))
+    return None
+
+
+def _policy_request_error(request, verb):
+    """Why a getIamPolicy/setIamPolicy request body is malformed, as an error, or None."""
+    problem = _unknown_field(request, verb, "")
+    if problem or verb == "getIamPolicy":
+        return problem or _unknown_field(request.get("options") or {}, "options", "options")
+    policy = request.get("policy")
+    if policy is None:
+        return None  # PolicyStore says that the policy is required
+    problem = _unknown_field(policy, "policy", "policy")
+    if problem:
+        return problem
+    bindings = policy.get("bindings") or []
+    if not isinstance(bindings, list):
+        return _invalid("Invalid JSON payload received. Expected a list at 'policy.bindings'.")
+    for index, binding in enumerate(bindings):
+        where = "policy.bindings[%d]" % index
+        problem = _unknown_field(binding, "binding", where)
+        if not problem and binding.get("condition") is not None:
+            problem = _unknown_field(binding["condition"], "condition", where + ".condition")
+        if not problem and not isinstance(binding.get("members") or [], list):
+            problem = _invalid("Invalid JSON payload received. Expected a list at '%s.members'." % where)
+        if problem:
+            return problem
+    return None
+
+
+class _PolicyHolder:
+    """What PolicyStore needs of the fake GCP: a state dict. Members are not looked up in an IAM registry."""
+
+    service_account_exists = None
+
+    def __init__(self):
+        self.state = {}
+
+
 class Fidelity:
     """ASGI middleware in front of bqemulator's app."""
 
@@ -52,6 +121,7 @@ class Fidelity:
         self.app = app
         self.require_partition_filter = {}  # (project, dataset, table) -> bool
         self.insert_ids = {}  # (project, dataset, table, insertId) -> time stored
+        self.policies = PolicyStore(_PolicyHolder())  # keys "bigquery:projects/P/datasets/D/tables/T"
 
     def _new_rows(self, key, rows):
         """Indexes of the rows to store: no insertId, or one not stored within DEDUP_SECONDS."""
@@ -91,6 +161,58 @@ class Fidelity:
             answer = json.dumps(document).encode()
         return await self.forward(send, status, headers, answer)
 
+    async def table_iam(self, scope, send, ids, method, body):
+        """tables.getIamPolicy / tables.setIamPolicy on the policy kept here for each existing table."""
+        project, dataset, table, verb = ids
+        if method != "POST":
+            return await self.answer(send, 405, _error(405, "Method %s is not allowed on :%s" % (method, verb),
+                                                       "methodNotAllowed", "METHOD_NOT_ALLOWED"))
+        request = _json(body) if body else {}
+        problem = _policy_request_error(request, verb)
+        if problem:
+            return await self.answer(send, 400, problem)
+        dataset_path = "/bigquery/v2/projects/%s/datasets/%s" % (project, dataset)
+        status = await self.status_of(scope, dataset_path + "/tables/" + table)
+        if status == 404:
+            missing = "Table %s:%s.%s" % (project, dataset, table)
+            if await self.status_of(scope, dataset_path) == 404:
+                missing = "Dataset %s:%s" % (project, dataset)
+            return await self.answer(send, 404, _error(404, "Not found: " + missing, "notFound", "NOT_FOUND"))
+        if status != 200:
+            return await self.answer(send, status, _error(status, "Cannot read table %s:%s.%s" % (project, dataset, table),
+                                                          "backendError", "INTERNAL"))
+        key = "bigquery:projects/%s/datasets/%s/tables/%s" % (project, dataset, table)
+        try:
+            if verb == "getIamPolicy":
+                requested = (request.get("options") or {}).get("requestedPolicyVersion")
+                if isinstance(requested, str) and requested.isdigit():
+                    requested = int(requested)  # proto3 JSON takes integers as strings too
+                if requested is not None and not isinstance(requested, int):
+                    return await self.answer(send, 400, _invalid(
+                        "Invalid value at 'options.requested_policy_version' (TYPE_INT32), %s" % json.dumps(requested)))
+                policy = self.policies.get(key, requested)
+            else:
+                policy = self.policies.set(key, request)
+        except ApiError as exc:
+            if exc.status == "ABORTED":
+                return await self.answer(send, 412, _error(412, CONCURRENT % (project, dataset, table),
+                                                           "failedPrecondition", "FAILED_PRECONDITION"))
+            return await self.answer(send, exc.code, _error(exc.code, exc.message, "invalid", exc.status))
+        return await self.answer(send, 200, policy)
+
+    async def status_of(self, scope, path):
+        """The status bqemulator answers to a GET of path."""
+        status, _headers, _body = await self.call(dict(scope, method="GET", path=path, raw_path=path.encode(),
+                                                       query_string=b""), b"")
+        return status
+
+    def drop_policies(self, prefix):
+        """Forget the policies of a deleted table (prefix P, D, T) or of every table of a deleted dataset (P, D)."""
+        name = "bigquery:projects/%s/datasets/%s/tables/" % prefix[:2]
+        for key in list(self.policies.data):
+            if (key == name + prefix[2]) if len(prefix) == 3 else key.startswith(name):
+                self.policies.drop(key)
+
     async def call(self, scope, body):
         """Run one request through the emulator; returns (status, headers, body)."""
         sent = {"body": b""}
@@ -115,6 +237,9 @@ class Fidelity:
         method, path = scope["method"], scope["path"]
         tables = TABLES.match(path)
         body = await _read_body(receive)
+        table_iam = TABLE_IAM.match(path)
+        if table_iam:
+            return await self.table_iam(scope, send, table_iam.groups(), method, body)
         resource = _json(body) if body else None
 
         if method in ("PATCH", "PUT") and isinstance(resource, dict) and isinstance(resource.get("labels"), dict):
@@ -149,6 +274,7 @@ class Fidelity:
             prefix = tuple(g for g in (tables or DATASET.match(path)).groups() if g)
             for key in [k for k in self.require_partition_filter if k[:len(prefix)] == prefix]:
                 del self.require_partition_filter[key]
+            self.drop_policies(prefix)
         return await self.forward(send, status, headers, answer)
 
     @staticmethod

@@ -191,6 +191,105 @@ def test_resource_names(kind, resource, path, name):
     assert RESOURCE_TYPES[kind].parse(resource, "p-one") == (path, name)
 
 
+RUN = "projects/proj-one/locations/us-central1"
+
+
+@pytest.mark.parametrize("kind, resource, path, name", [
+    ("cloud_run_service", "us-central1/mlflow", "/v2/%s/services/mlflow" % RUN, RUN + "/services/mlflow"),
+    ("cloud_run_service", "projects/other-proj/locations/europe-west4/services/api",
+     "/v2/projects/other-proj/locations/europe-west4/services/api",
+     "projects/other-proj/locations/europe-west4/services/api"),
+    ("cloud_run_service", "northamerica-northeast1/s", "/v2/projects/proj-one/locations/northamerica-northeast1/services/s",
+     "projects/proj-one/locations/northamerica-northeast1/services/s"),
+    ("cloud_run_service", "us-central1/" + "a" * 49, "/v2/%s/services/%s" % (RUN, "a" * 49), "%s/services/%s" % (RUN, "a" * 49)),
+    ("cloud_run_job", "us-central1/drift-check", "/v2/%s/jobs/drift-check" % RUN, RUN + "/jobs/drift-check"),
+    ("cloud_run_job", "projects/123456/locations/us-east4/jobs/migrate", "/v2/projects/123456/locations/us-east4/jobs/migrate",
+     "projects/123456/locations/us-east4/jobs/migrate"),
+    ("cloud_run_job", "us-central1/" + "j" * 63, "/v2/%s/jobs/%s" % (RUN, "j" * 63), "%s/jobs/%s" % (RUN, "j" * 63)),
+    ("bigquery_table", "mlops.predictions", "/bigquery/v2/projects/proj-one/datasets/mlops/tables/predictions",
+     "projects/proj-one/datasets/mlops/tables/predictions"),
+    ("bigquery_table", "other-proj.ml_ops.predictions_2026", "/bigquery/v2/projects/other-proj/datasets/ml_ops/tables/predictions_2026",
+     "projects/other-proj/datasets/ml_ops/tables/predictions_2026"),
+    ("bigquery_table", "projects/example.com:ml-proj/datasets/d/tables/daily-scores",
+     "/bigquery/v2/projects/example.com:ml-proj/datasets/d/tables/daily-scores", "projects/example.com:ml-proj/datasets/d/tables/daily-scores"),
+])
+def test_cloud_run_and_bigquery_resource_names(kind, resource, path, name):
+    assert RESOURCE_TYPES[kind].parse(resource, "proj-one") == (path, name)
+
+
+@pytest.mark.parametrize("kind, resource, hint", [
+    ("cloud_run_service", "mlflow", "LOCATION/NAME"),
+    ("cloud_run_service", "us-central1/mlflow/x", "LOCATION/NAME"),
+    ("cloud_run_service", RUN + "/jobs/mlflow", "LOCATION/NAME"),
+    ("cloud_run_service", "us-central1/Mlflow", "lowercase"),
+    ("cloud_run_service", "us-central1/1mlflow", "starting with a letter"),
+    ("cloud_run_service", "us-central1/mlflow-", "not ending with '-'"),
+    ("cloud_run_service", "us-central1/" + "a" * 50, "1-49 characters"),
+    ("cloud_run_service", "us-central1/", "needs"),
+    ("cloud_run_service", "US-CENTRAL1/mlflow", "location"),
+    ("cloud_run_service", "projects/My_P/locations/us-central1/services/s", "project 'My_P'"),
+    ("cloud_run_job", "us-central1/" + "j" * 64, "1-63 characters"),
+    ("cloud_run_job", RUN + "/services/drift", "LOCATION/NAME"),
+    ("cloud_run_job", "us-central1/drift_check", "lowercase"),
+    ("bigquery_table", "predictions", "DATASET.TABLE"),
+    ("bigquery_table", "a.b.c.d", "DATASET.TABLE"),
+    ("bigquery_table", "mlops/predictions", "DATASET.TABLE"),
+    ("bigquery_table", "ml-ops.predictions", "dataset ID 'ml-ops'"),
+    ("bigquery_table", "mlops.", "table ID ''"),
+    ("bigquery_table", "mlops.pred*", "table ID 'pred*'"),
+    ("bigquery_table", "Bad_Project.mlops.predictions", "project 'Bad_Project'"),
+    ("bigquery_table", "projects/proj-one/datasets/d/views/v", "DATASET.TABLE"),
+])
+def test_bad_cloud_run_and_bigquery_names_say_why(kind, resource, hint):
+    with pytest.raises(ValueError) as error:
+        RESOURCE_TYPES[kind].parse(resource, "proj-one")
+    assert hint in str(error.value)
+
+
+class RecordingClient:
+    """Stands in for GcpClient: records what PolicyTarget asks for and answers with a policy."""
+
+    def __init__(self):
+        self.calls = []
+
+    def request(self, method, api, path, resource=None, params=None, body=None):
+        self.calls.append((method, api, path, resource, params, body))
+        return {"version": 1, "etag": "e1"}
+
+
+@pytest.mark.parametrize("kind, resource, read, write", [
+    ("cloud_run_service", "us-central1/api",
+     ("GET", "run", "/v2/%s/services/api:getIamPolicy" % RUN, RUN + "/services/api", {"options.requestedPolicyVersion": 3}, None),
+     ("POST", "run", "/v2/%s/services/api:setIamPolicy" % RUN)),
+    ("cloud_run_job", "us-central1/drift",
+     ("GET", "run", "/v2/%s/jobs/drift:getIamPolicy" % RUN, RUN + "/jobs/drift", {"options.requestedPolicyVersion": 3}, None),
+     ("POST", "run", "/v2/%s/jobs/drift:setIamPolicy" % RUN)),
+    ("bigquery_table", "mlops.predictions",
+     ("POST", "bigquery", "/bigquery/v2/projects/proj-one/datasets/mlops/tables/predictions:getIamPolicy",
+      "projects/proj-one/datasets/mlops/tables/predictions", None, {"options": {"requestedPolicyVersion": 3}}),
+     ("POST", "bigquery", "/bigquery/v2/projects/proj-one/datasets/mlops/tables/predictions:setIamPolicy")),
+])
+def test_requests_follow_each_api(kind, resource, read, write):
+    client = RecordingClient()
+    target = PolicyTarget(client, kind, resource, "proj-one")
+    target.read()
+    new = add_member({"version": 1, "etag": "e1", "auditConfigs": [{"service": "allServices"}]}, "roles/run.invoker", SA)
+    target.write(new)
+    assert client.calls[0] == read
+    assert client.calls[1][:3] == write and client.calls[1][4] is None
+    assert client.calls[1][5] == {"policy": {"version": 1, "etag": "e1",
+                                             "bindings": [{"role": "roles/run.invoker", "members": [SA]}]}}
+
+
+def test_a_stale_bigquery_etag_is_a_race_whether_409_or_412():
+    assert set(RESOURCE_TYPES["bigquery_table"].conflict) == {409, 412}
+    first = policy(VIEWER, etag="e1")
+    target = ScriptedTarget([first, policy(VIEWER, etag="e2")], [conflict(412), policy(etag="e3")], kind="bigquery_table",
+                            resource="mlops.predictions")
+    update = update_policy(target, grant, sleep=lambda s: None)
+    assert update.changed and update.attempts == 2 and [p["etag"] for p in target.sent] == ["e1", "e2"]
+
+
 @pytest.mark.parametrize("kind, resource", [
     ("project", "My_Project"), ("bucket", "Bad Bucket"), ("secret", "a/b"), ("secret", "bad.secret"),
     ("service_account", "ab"), ("service_account", "projects/p/secrets/x"), ("service_account", "a@b"),
@@ -209,8 +308,8 @@ def test_service_account_email_of_a_domain_scoped_project():
 class ScriptedTarget(PolicyTarget):
     """A PolicyTarget whose reads and writes come from a script instead of HTTP."""
 
-    def __init__(self, reads, writes, kind="project"):
-        super().__init__(client=None, resource_type=kind, resource="proj-one", project="proj-one")
+    def __init__(self, reads, writes, kind="project", resource="proj-one"):
+        super().__init__(client=None, resource_type=kind, resource=resource, project="proj-one")
         self.reads, self.writes, self.sent = list(reads), list(writes), []
 
     def read(self):
