@@ -197,7 +197,8 @@ PROJECT_ID = re.compile(r"^([a-z][a-z0-9.-]*:)?[a-z][a-z0-9-]{4,28}[a-z0-9]$|^[0
 BUCKET = re.compile(r"^[a-z0-9][a-z0-9._-]{1,220}[a-z0-9]$")
 SECRET_ID = re.compile(r"^[A-Za-z0-9_-]{1,255}$")
 ACCOUNT_ID = re.compile(r"^[a-z]([-a-z0-9]{4,28})[a-z0-9]$")
-LOCATION = re.compile(r"^[a-z][a-z0-9-]{0,62}[0-9]$")  # us-central1, europe-west4, northamerica-northeast1
+REGION = re.compile(r"^[a-z][a-z0-9-]{0,62}[0-9]$")  # us-central1, europe-west4, northamerica-northeast1
+LOCATION = re.compile(r"^[a-z][a-z0-9]*(-[a-z0-9]+)*$")  # a region, or a multi-region such as us or europe
 # Cloud Run names: a letter first, then lowercase letters, digits and '-', not ending with '-'.
 RUN_SERVICE = re.compile(r"^[a-z]([a-z0-9-]{0,47}[a-z0-9])?$")  # fewer than 50 characters
 RUN_JOB = re.compile(r"^[a-z]([a-z0-9-]{0,61}[a-z0-9])?$")      # at most 63 characters
@@ -284,9 +285,10 @@ def _check_project(project):
         raise ValueError("project %r: use a project ID such as my-project" % project)
 
 
-def _run_resource(collection, pattern, limit):
-    """Parser of a Cloud Run v2 resource: projects/P/locations/L/<collection>/NAME, or LOCATION/NAME in project."""
-    singular = collection[:-1]
+def _located_resource(collection, pattern, limit, version="v2", location_pattern=REGION):
+    """Parser of projects/P/locations/L/<collection>/NAME, or LOCATION/NAME in project (Cloud Run v2 services
+    and jobs, Artifact Registry v1 repositories)."""
+    singular = {"repositories": "repository"}.get(collection, collection[:-1])
 
     def parse(resource, project):
         parts = resource.split("/")
@@ -298,13 +300,15 @@ def _run_resource(collection, pattern, limit):
             raise ValueError("%s %r: use LOCATION/NAME (such as us-central1/my-%s) or "
                              "projects/PROJECT/locations/LOCATION/%s/NAME" % (singular, resource, singular, collection))
         _check_project(project)
-        if not LOCATION.match(location):
-            raise ValueError("%s %r: location %r is not a region such as us-central1" % (singular, resource, location))
+        if not location_pattern.match(location):
+            raise ValueError("%s %r: location %r is not a %s" % (
+                singular, resource, location, "region such as us-central1" if location_pattern is REGION
+                else "location such as us-central1 or europe"))
         if not pattern.match(name):
             raise ValueError("%s %r: the name %r needs %s: lowercase letters, digits and '-', starting with a letter "
                              "and not ending with '-'" % (singular, resource, name, limit))
         full = "projects/%s/locations/%s/%s/%s" % (project, location, collection, name)
-        return "/v2/" + full, full
+        return "/%s/%s" % (version, full), full
     return parse
 
 
@@ -347,12 +351,17 @@ RESOURCE_TYPES = {
                                   get=("POST", ":getIamPolicy", "options.requestedPolicyVersion"),
                                   put=("POST", ":setIamPolicy", True)),
     # Cloud Run Admin API v2: GET :getIamPolicy?options.requestedPolicyVersion=3 (services and jobs alike).
-    "cloud_run_service": PolicyType("run", "Cloud Run service", _run_resource("services", RUN_SERVICE, "1-49 characters"),
+    "cloud_run_service": PolicyType("run", "Cloud Run service", _located_resource("services", RUN_SERVICE, "1-49 characters"),
                                     get=("GET", ":getIamPolicy", "options.requestedPolicyVersion"),
                                     put=("POST", ":setIamPolicy", True)),
-    "cloud_run_job": PolicyType("run", "Cloud Run job", _run_resource("jobs", RUN_JOB, "1-63 characters"),
+    "cloud_run_job": PolicyType("run", "Cloud Run job", _located_resource("jobs", RUN_JOB, "1-63 characters"),
                                 get=("GET", ":getIamPolicy", "options.requestedPolicyVersion"),
                                 put=("POST", ":setIamPolicy", True)),
+    # Artifact Registry v1: the same shape (who may push to or pull from one repository).
+    "artifact_registry_repository": PolicyType(
+        "artifactregistry", "Artifact Registry repository",
+        _located_resource("repositories", RUN_JOB, "1-63 characters", version="v1", location_pattern=LOCATION),
+        get=("GET", ":getIamPolicy", "options.requestedPolicyVersion"), put=("POST", ":setIamPolicy", True)),
     # BigQuery v2: POST :getIamPolicy with {"options": {"requestedPolicyVersion": 3}}. BigQuery does not document
     # the status of a stale etag; a table's "IAM setPolicy failed ... concurrent policy changes" has been seen
     # as 412, and Google IAM's own is 409 ABORTED: both count as a race (update_policy re-reads to tell).

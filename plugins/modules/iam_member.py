@@ -31,9 +31,12 @@ options:
         the service account Cloud Scheduler uses).
       - V(bigquery_table) uses the BigQuery API v2 (a table-level grant, such as V(roles/bigquery.dataViewer) on
         one table rather than on the whole dataset).
+      - V(artifact_registry_repository) uses the Artifact Registry API v1 (such as
+        V(roles/artifactregistry.writer) for the account image builds run as, on one repository).
     type: str
     required: true
-    choices: [project, bucket, secret, service_account, cloud_run_service, cloud_run_job, bigquery_table]
+    choices: [project, bucket, secret, service_account, cloud_run_service, cloud_run_job, bigquery_table,
+              artifact_registry_repository]
   resource:
     description:
       - The resource whose policy is changed.
@@ -47,6 +50,8 @@ options:
       - For V(cloud_run_job), V(LOCATION/NAME) in O(project), or V(projects/PROJECT/locations/LOCATION/jobs/NAME).
       - For V(bigquery_table), V(DATASET.TABLE) in O(project), V(PROJECT.DATASET.TABLE), or
         V(projects/PROJECT/datasets/DATASET/tables/TABLE).
+      - For V(artifact_registry_repository), V(LOCATION/NAME) in O(project), or
+        V(projects/PROJECT/locations/LOCATION/repositories/NAME).
       - Required unless O(resource_type=project).
     type: str
   role:
@@ -189,7 +194,7 @@ from ansible_collections.deployml.mlops.plugins.module_utils.iam import (
     remove_member, role_error, update_policy)
 
 RESOURCE_TYPE_CHOICES = ["project", "bucket", "secret", "service_account", "cloud_run_service", "cloud_run_job",
-                         "bigquery_table"]
+                         "bigquery_table", "artifact_registry_repository"]
 
 
 def _problems(params):

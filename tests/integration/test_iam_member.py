@@ -706,3 +706,40 @@ def test_missing_bigquery_table(iam, bigquery, table):
     assert preview["rc"] == 0 and preview["changed"] is True, preview
     assert "BigQuery table %s does not exist (yet)" % name.replace("predictions", "later") in json.dumps(preview["warnings"])
     assert policy_writes(bigquery) == []
+
+
+# --- Artifact Registry repository (fake Artifact Registry v1) ------------------------------------------------
+
+def test_artifact_registry_repository_grant_lifecycle(iam, fake_gcp, unique, account):
+    repository = "projects/%s/locations/europe/repositories/images-%s" % (PROJECT, unique)
+    check(requests.post("%s/artifactregistry/v1/projects/%s/locations/europe/repositories" % (fake_gcp.url, PROJECT),
+                        params={"repositoryId": "images-" + unique}, json={"format": "DOCKER"}, timeout=10))
+    fake_gcp.complete_operations()
+    writer, member = "roles/artifactregistry.writer", "serviceAccount:" + account
+    args = dict(resource_type="artifact_registry_repository", resource="europe/images-" + unique, role=writer,
+                member=member)
+    fake_gcp.clear()
+
+    result = iam(**args)
+    assert result["rc"] == 0 and result["changed"] is True and result["resource"] == repository, result
+    assert [(c.method, c.path) for c in fake_gcp.writes()] == [("POST", "/v1/%s:setIamPolicy" % repository)]
+    policy = check(requests.get("%s/artifactregistry/v1/%s:getIamPolicy" % (fake_gcp.url, repository), timeout=10))
+    assert binding(policy, writer) == {member}
+
+    fake_gcp.clear()
+    again = iam(**dict(args, resource=repository))
+    assert again["changed"] is False and fake_gcp.writes() == [] and len(fake_gcp.requests) == 1, again
+
+    revoked = iam(**dict(args, state="absent"))
+    assert revoked["changed"] is True and revoked["binding"] == {}, revoked
+    missing = iam(**dict(args, resource="europe/nothing-" + unique))
+    assert missing["rc"] == 1 and missing["status"] == 404, missing
+
+
+def test_artifact_registry_repository_names_are_checked_before_any_request(iam, fake_gcp):
+    for resource, message in (("images", "use LOCATION/NAME"), ("europe/Images", "lowercase letters"),
+                              ("Europe/images", "location 'Europe'")):
+        result = iam(resource_type="artifact_registry_repository", resource=resource,
+                     role="roles/artifactregistry.reader", member="user:me@example.com")
+        assert result["rc"] == 1 and message in result["msg"], result
+    assert fake_gcp.requests == []
