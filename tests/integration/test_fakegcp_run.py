@@ -105,7 +105,7 @@ class TestServiceLifecycle:
         assert pending["latestCreatedRevision"]
 
         done, polls = finish(fake_gcp, operation)
-        assert polls == 3
+        assert polls == 2, "the GET of the reconciling service counted as the first of the three polls"
         assert done["response"]["@type"] == SERVICE_TYPE
         assert "error" not in done
 
@@ -415,7 +415,9 @@ BAD_TEMPLATES = {
     "cpu abc": (limits(cpu="abc"), "for cpu: 'abc'"),
     "8Gi with 1 cpu": (limits(cpu="1", memory="8Gi"), "requires at least 2 CPU"),
     "limit key": (limits(disk="1Gi"), "unsupported key 'disk'"),
-    "cpu < 1 with concurrency 80": (limits(cpu="500m"), "Total cpu < 1 is not supported with concurrency > 1"),
+    "cpu < 1 with concurrency 80": (spec(containers=[container(resources={"limits": {"cpu": "500m"}})],
+                                         maxInstanceRequestConcurrency=80),
+                                    "Total cpu < 1 is not supported with concurrency > 1"),
     "concurrency 1001": (spec(maxInstanceRequestConcurrency=1001), "between 1 and 1000, got 1001"),
     "concurrency -1": (spec(maxInstanceRequestConcurrency=-1), "got -1"),
     "timeout 3601s": (spec(timeout="3601s"), "3601s"),
@@ -652,7 +654,8 @@ class TestJobs:
         assert not operation.get("done") and operation["metadata"]["@type"].endswith(".Job")
         assert ok(call(fake_gcp, "GET", job_path(name)))["reconciling"] is True
         done, polls = finish(fake_gcp, operation)
-        assert polls == 2 and done["response"]["name"] == "projects/%s/locations/%s/jobs/%s" % (PROJECT, REGION, name)
+        assert polls == 1, "the GET of the reconciling job counted as the first of the two polls"
+        assert done["response"]["name"] == "projects/%s/locations/%s/jobs/%s" % (PROJECT, REGION, name)
         job = ok(call(fake_gcp, "GET", job_path(name)))
         assert job["generation"] == "1" and job["observedGeneration"] == "1" and job["etag"]
         assert job["terminalCondition"]["state"] == "CONDITION_SUCCEEDED" and "reconciling" not in job
@@ -831,3 +834,18 @@ class TestFaultsAndLog:
         assert [(c.method, c.api, c.path) for c in fake_gcp.writes()] == [
             ("POST", "run", BASE + "/services"), ("DELETE", "run", svc_path(name))]
         assert fake_gcp.requests[0].query == {"serviceId": name}
+
+
+def test_concurrency_defaults_to_one_below_one_cpu(fake_gcp, unique):
+    """run.v2: concurrency defaults to 80 with at least 1 CPU and to 1 below it."""
+    small = create_service(fake_gcp, "small-" + unique, limits(cpu="500m", memory="256Mi"))
+    assert small["template"]["maxInstanceRequestConcurrency"] == 1
+    assert create_service(fake_gcp, "whole-" + unique)["template"]["maxInstanceRequestConcurrency"] == 80
+
+
+def test_a_reconciling_service_moves_on_as_it_is_read(fake_gcp, unique):
+    """A client that lost the operation's name watches `reconciling` on the service itself."""
+    fake_gcp.operation_polls = 3
+    start_service(fake_gcp, "watched-" + unique)
+    states = [ok(call(fake_gcp, "GET", svc_path("watched-" + unique))).get("reconciling", False) for _ in range(3)]
+    assert states == [True, True, False]

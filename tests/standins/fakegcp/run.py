@@ -314,12 +314,20 @@ class Run(Api):
             scaling["maxInstanceCount"] = 100
         template.setdefault("timeout", "300s")
         template.setdefault("serviceAccount", compute_account(number))
-        if not template.get("maxInstanceRequestConcurrency"):
-            template["maxInstanceRequestConcurrency"] = 80
         containers = template.get("containers") or []
+        if not template.get("maxInstanceRequestConcurrency"):
+            # run.v2: 80 when the requested CPU is at least 1, else 1.
+            total = self._total_cpu(containers)
+            template["maxInstanceRequestConcurrency"] = 1 if total is not None and total < 1000 else 80
         for container in containers:
             self._fill_container(container, len(containers) == 1 or bool(container.get("ports")), "service")
         return spec
+
+    @staticmethod
+    def _total_cpu(containers):
+        """Millicpu requested by the containers (1 CPU each when unset), or None when a value is malformed."""
+        values = [millicpu(((c.get("resources") or {}).get("limits") or {}).get("cpu") or "1") for c in containers]
+        return None if None in values else sum(values)
 
     def _fill_job(self, spec, number):
         spec = prune(deep(spec))
@@ -395,8 +403,9 @@ class Run(Api):
         if not 1 <= timeout <= min(period, 240):
             raise invalid("%s.timeout_seconds must be between 1 and period_seconds (%d), got %d." % (where, period,
                                                                                                      timeout), field=where)
-        if not 0 <= probe.get("initialDelaySeconds", 0) <= 240:
-            raise invalid("%s.initial_delay_seconds must be between 0 and 240." % where, field=where)
+        delay_limit = 3600 if liveness else 240
+        if not 0 <= probe.get("initialDelaySeconds", 0) <= delay_limit:
+            raise invalid("%s.initial_delay_seconds must be between 0 and %d." % (where, delay_limit), field=where)
         if probe["failureThreshold"] < 1:
             raise invalid("%s.failure_threshold must be at least 1." % where, field=where)
         port = probe[actions[0]].get("port")
@@ -762,8 +771,16 @@ class Run(Api):
             statuses.append(status)
         return statuses
 
+    def _progress(self, entry, resource):
+        """A reconciling resource moves on as it is read: on Google Cloud time does it, and a client that lost
+        the operation's name (a timed-out wait, a lost answer) watches the resource's `reconciling` field."""
+        if resource.get("reconciling") and entry.get("rollout"):
+            self.operations.poll(entry["rollout"])
+
     @handles("run.projects.locations.services.get")
     def get_service(self, req):
+        entry = self._service(req["name"])[0]
+        self._progress(entry, entry["service"])
         return deep(self._service(req["name"])[0]["service"])
 
     @handles("run.projects.locations.services.list")
@@ -970,6 +987,8 @@ class Run(Api):
 
     @handles("run.projects.locations.jobs.get")
     def get_job(self, req):
+        entry = self._job(req["name"])[0]
+        self._progress(entry, entry["job"])
         return deep(self._job(req["name"])[0]["job"])
 
     @handles("run.projects.locations.jobs.list")
