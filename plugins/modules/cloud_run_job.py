@@ -1,0 +1,356 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: (c) 2026, deployml.mlops contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: cloud_run_job
+short_description: Manage a Cloud Run job and run it
+version_added: 0.1.0
+description:
+  - Create, update or delete a Cloud Run job through the Cloud Run Admin API v2, and with O(execute) run it
+    and wait for the execution to finish, for example to migrate a database schema before a service rolls
+    out, or to run a batch computation.
+  - Only the options you set are compared with the job. Defaults that Cloud Run fills in and fields you did
+    not set never cause a change.
+  - An update sends the job as read, with the fields you set changed, together with the etag read, so a
+    concurrent change makes the update fail instead of being overwritten.
+  - With O(execute=true), a failed execution fails the task with the execution's error message and its logs
+    URL.
+options:
+  name:
+    description:
+      - Name of the job, unique per project and region. Lowercase letters, digits and hyphens, starting with
+        a letter, not ending with a hyphen, at most 63 characters.
+    type: str
+    required: true
+  location:
+    description:
+      - Region of the job, such as V(europe-west1).
+    type: str
+    required: true
+    aliases: [region]
+  state:
+    description:
+      - V(present) creates or updates the job, V(absent) deletes it with its executions.
+    type: str
+    choices: [present, absent]
+    default: present
+  image:
+    description:
+      - The container image, such as V(europe-west1-docker.pkg.dev/PROJECT/REPO/IMAGE@sha256:DIGEST).
+      - Required with O(state=present).
+    type: str
+  command:
+    description:
+      - The entrypoint, instead of the image's C(ENTRYPOINT). Not run in a shell.
+    type: list
+    elements: str
+  args:
+    description:
+      - Arguments to the entrypoint, instead of the image's C(CMD).
+    type: list
+    elements: str
+  env:
+    description:
+      - Plain environment variables, name to value. When set, these are all the plain variables; others are
+        removed. Variables from O(secret_env) are not affected.
+      - Values are strings; quote booleans and floats. Names such as V(CLOUD_RUN_TASK_INDEX) are reserved.
+      - Do not put secrets here; use O(secret_env).
+    type: dict
+  secret_env:
+    description:
+      - Environment variables read from Secret Manager when a task starts, name to C({secret, version}).
+        C(secret) is a secret ID of the project or V(projects/PROJECT/secrets/ID); C(version) is V(latest)
+        (the default), a version number or an alias.
+      - When set, these are all the secret variables; others are removed. Plain variables from O(env) are
+        not affected.
+      - The service account of the job needs C(roles/secretmanager.secretAccessor) on each secret.
+      - This holds references to secrets, never their values.
+    type: dict
+  cpu:
+    description:
+      - CPU limit of a task, such as V(1), V(2), V(4), V(6), V(8), or a fraction below one such as V(0.5).
+    type: str
+  memory:
+    description:
+      - Memory limit of a task, with binary units, such as V(512Mi) or V(2Gi), from V(128Mi) to V(32Gi).
+        More than 4Gi needs more than one CPU.
+    type: str
+  service_account:
+    description:
+      - The identity of the tasks, as an email or an account ID of the project (V(migrate) becomes
+        V(migrate@PROJECT.iam.gserviceaccount.com)). The account must exist.
+      - Cloud Run uses the Compute Engine default service account when not set.
+    type: str
+  execution_environment:
+    description:
+      - V(gen1) or V(gen2) sandbox. Cloud Run chooses when not set.
+    type: str
+    choices: [gen1, gen2]
+  cloudsql_instances:
+    description:
+      - Cloud SQL instances to connect to, as connection names V(PROJECT:REGION:INSTANCE). Their sockets appear
+        under C(/cloudsql/PROJECT:REGION:INSTANCE) (a volume named C(cloudsql)).
+      - When set, these are all the instances; V([]) removes the connections. Other volumes are not affected.
+    type: list
+    elements: str
+  volumes:
+    description:
+      - Volumes mounted into the container, each with exactly one of O(volumes[].secret), O(volumes[].gcs) or
+        O(volumes[].in_memory).
+      - When set, these are all the volumes apart from the Cloud SQL one (O(cloudsql_instances)); others are
+        removed. V([]) removes them all.
+    type: list
+    elements: dict
+    suboptions:
+      name:
+        description: Name of the volume, lowercase letters, digits and hyphens.
+        type: str
+        required: true
+      mount_path:
+        description: Absolute path where the volume appears in the container.
+        type: str
+        required: true
+      secret:
+        description:
+          - A Secret Manager secret as a file (read-only). Without O(volumes[].secret.path) and
+            O(volumes[].secret.version), the file is named after the secret and holds its latest version.
+          - This holds a reference to a secret, never its value.
+        type: dict
+        suboptions:
+          secret:
+            description: Secret ID of the project, or V(projects/PROJECT/secrets/ID).
+            type: str
+            required: true
+          version:
+            description: V(latest) (the default), a version number or an alias.
+            type: str
+          path:
+            description: File name of the secret, relative to O(volumes[].mount_path). Defaults to the secret ID.
+            type: str
+      gcs:
+        description: A Cloud Storage bucket (Cloud Storage FUSE).
+        type: dict
+        suboptions:
+          bucket:
+            description: Name of the bucket.
+            type: str
+            required: true
+          read_only:
+            description: Mount the bucket read-only.
+            type: bool
+            default: false
+      in_memory:
+        description: An in-memory volume (counts against the memory limit).
+        type: dict
+        suboptions:
+          size_limit:
+            description: Most memory the volume may take, such as V(256Mi). No limit when not set.
+            type: str
+  tasks:
+    description:
+      - Number of tasks an execution runs (each gets E(CLOUD_RUN_TASK_INDEX)), from 1 to 10000. Cloud Run
+        uses V(1) when not set.
+    type: int
+  parallelism:
+    description:
+      - Most tasks running at the same time, at most O(tasks). V(0) lets Cloud Run run as many as it can.
+    type: int
+  max_retries:
+    description:
+      - Retries of a failed task before the task counts as failed, from 0 to 10. Cloud Run uses V(3) when not set.
+    type: int
+  task_timeout:
+    description:
+      - Seconds a task attempt may run before it is stopped and counts as failed, up to 168 hours. Cloud Run
+        uses V(600) when not set.
+    type: int
+  execute:
+    description:
+      - Run the job once the job is converged, wait for the execution to finish, and fail when it fails.
+      - The task then always reports a change. In check mode the job is not run.
+      - The wait is bounded by O(timeout); when it runs out the execution goes on in Cloud Run, and running
+        the task again starts another execution.
+    type: bool
+    default: false
+  labels:
+    description:
+      - Labels of the job. When set, these are all its labels; labels not listed are removed.
+    type: dict
+extends_documentation_fragment:
+  - deployml.mlops.gcp
+  - deployml.mlops.gcp.attributes
+author:
+  - deployml.mlops contributors (@deployml)
+"""
+
+EXAMPLES = r"""
+- name: Migrate the MLflow database schema before the server rolls out
+  deployml.mlops.cloud_run_job:
+    project: my-project
+    name: mlflow-migrate
+    location: europe-west1
+    image: europe-west1-docker.pkg.dev/my-project/mlops/mlflow@sha256:4b1f...
+    args: [migrate]
+    service_account: mlflow
+    secret_env:
+      DB_PASSWORD: {secret: mlflow-db-password}
+    cloudsql_instances: [my-project:europe-west1:mlops-pg]
+    max_retries: 0
+    task_timeout: 900
+    execute: true
+    timeout: 1200
+  register: migration
+
+- name: Show where its logs are
+  ansible.builtin.debug:
+    msg: "{{ migration.execution.log_uri }}"
+
+- name: Drift job, run on a schedule by Cloud Scheduler
+  deployml.mlops.cloud_run_job:
+    project: my-project
+    name: drift
+    region: europe-west1
+    image: europe-west1-docker.pkg.dev/my-project/mlops/drift:ctx-0123456789abcdef0123
+    cpu: "1"
+    memory: 1Gi
+    tasks: 1
+    env:
+      MLOPS_DATASET: mlops
+    labels:
+      app: drift
+
+- name: Delete a job
+  deployml.mlops.cloud_run_job:
+    project: my-project
+    name: old-job
+    location: europe-west1
+    state: absent
+"""
+
+RETURN = r"""
+job:
+  description:
+    - The job as the API returns it after the change (the desired body in check mode when it does not exist
+      yet), empty when absent.
+  returned: always
+  type: dict
+  sample:
+    name: projects/my-project/locations/europe-west1/jobs/mlflow-migrate
+    generation: "1"
+    terminalCondition: {type: Ready, state: CONDITION_SUCCEEDED}
+    template:
+      taskCount: 1
+      template:
+        maxRetries: 0
+        timeout: 900s
+        containers: [{image: "europe-west1-docker.pkg.dev/my-project/mlops/mlflow@sha256:4b1f...", args: [migrate]}]
+execution:
+  description: The execution run by O(execute), also when it failed.
+  returned: when O(execute=true), not in check mode
+  type: dict
+  contains:
+    name:
+      description: Full name of the execution.
+      type: str
+      sample: projects/my-project/locations/europe-west1/jobs/mlflow-migrate/executions/mlflow-migrate-x7k2p
+    succeeded_count:
+      description: Tasks that succeeded.
+      type: int
+      sample: 1
+    failed_count:
+      description: Tasks that failed.
+      type: int
+      sample: 0
+    log_uri:
+      description: Where the logs of the execution are in the Cloud Console.
+      type: str
+    completion_time:
+      description: When the execution finished.
+      type: str
+      sample: "2026-01-31T10:02:00Z"
+changed_fields:
+  description: Fields of the job that differed and were updated, as paths such as V(template.template.containers).
+  returned: when an existing job changed
+  type: list
+  elements: str
+  sample: [labels, template.template.containers]
+"""
+
+from ansible_collections.deployml.mlops.plugins.module_utils.cloudrun import (
+    API, CloudRunResource, argument_spec, build_job, execution_error, execution_summary, untyped)
+from ansible_collections.deployml.mlops.plugins.module_utils.gcp import GcpApiError, GcpModule, wait_operation
+from ansible_collections.deployml.mlops.plugins.module_utils.resource import ResourceError, converge
+
+
+class Job(CloudRunResource):
+    kind = "Cloud Run job"
+    result_key = "job"
+    job = True
+    collection = "jobs"
+    id_param = "jobId"
+
+    def __init__(self, module):
+        super().__init__(module)
+        self.execution = None
+
+    def build(self):
+        return build_job(self.params)
+
+    def execute(self):
+        """Run the job and wait for the execution; the execution, or a failure with its error message."""
+        operation = self.client.request("POST", API, self.path + ":run", resource=self.name, body={})
+        self.execution = operation.get("metadata") or None
+        name = (self.execution or {}).get("name")
+        try:
+            execution = wait_operation(self.client, API, operation, resource=name or self.name, version="v2")
+        except GcpApiError as exc:
+            if name:
+                self.execution = self.client.get(API, "/v2/" + name, resource=name) or self.execution
+            if exc.reason == "TIMEOUT":
+                raise ResourceError(
+                    "Cloud Run job %s: execution %s still runs after %ss; it goes on in Cloud Run (logs: %s). Running "
+                    "the task again starts another execution; raise timeout to wait for it to finish"
+                    % (self.name, name, self.params["timeout"], (self.execution or {}).get("logUri"))) from None
+            raise ResourceError("Cloud Run job %s: execution %s failed: %s%s" % (
+                self.name, name, execution_error(self.execution) or exc.message, self._logs())) from None
+        if not execution.get("name") and name:
+            execution = self.client.get(API, "/v2/" + name, resource=name) or execution
+        execution = self.execution = untyped(execution)
+        error = execution_error(execution)
+        if error:
+            raise ResourceError("Cloud Run job %s: execution %s failed: %s%s"
+                                % (self.name, execution.get("name"), error, self._logs()))
+        return execution
+
+    def _logs(self):
+        uri = (self.execution or {}).get("logUri")
+        return " (logs: %s)" % uri if uri else ""
+
+    def report(self, result):
+        if self.params["state"] == "absent":
+            return
+        if result["changed"] and not self.module.check_mode:
+            self.check_ready(result.get(self.result_key) or {})
+        if not self.params["execute"]:
+            return
+        result["changed"] = True
+        if self.module.check_mode:
+            return
+        try:
+            self.execute()
+        finally:
+            if self.execution is not None:
+                result["execution"] = execution_summary(self.execution)
+
+
+def main():
+    module = GcpModule(argument_spec=argument_spec(job=True))
+    converge(Job(module))
+
+
+if __name__ == "__main__":
+    main()
