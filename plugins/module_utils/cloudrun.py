@@ -25,6 +25,8 @@ condition's reason and message.
 
 from __future__ import annotations
 
+import datetime
+
 import copy
 import re
 from decimal import Decimal, InvalidOperation
@@ -161,7 +163,7 @@ def argument_spec(job=False):
             parallelism=dict(type="int"),
             max_retries=dict(type="int"),
             task_timeout=dict(type="int"),
-            execute=dict(type="bool", default=False),
+            execute=dict(type="str", choices=["never", "always", "on_change"], default="never"),
         )
     else:
         spec.update(
@@ -886,6 +888,23 @@ def execution_summary(execution):
     return dict(name=execution.get("name"), succeeded_count=execution.get("succeededCount") or 0,
                 failed_count=execution.get("failedCount") or 0, log_uri=execution.get("logUri"),
                 completion_time=execution.get("completionTime"))
+
+
+def rfc3339(value):
+    """A timestamp as Google's JSON writes it (2026-01-31T10:02:00.123456789Z), as an aware datetime; None if unset."""
+    if not value:
+        return None
+    stamp, _sep, fraction = value.rstrip("Z").partition(".")
+    moment = datetime.datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%S").replace(tzinfo=datetime.timezone.utc)
+    return moment + datetime.timedelta(microseconds=int((fraction + "000000")[:6]))
+
+
+def succeeded_since_update(job):
+    """Whether the job's latest execution started after the job's last change and succeeded."""
+    latest = job.get("latestCreatedExecution") or {}
+    started, updated = rfc3339(latest.get("createTime")), rfc3339(job.get("updateTime"))
+    return latest.get("completionStatus") == "EXECUTION_SUCCEEDED" and started is not None and \
+        (updated is None or started >= updated)
 
 
 def execution_error(execution):

@@ -17,8 +17,8 @@ description:
     not set never cause a change.
   - An update sends the job as read, with the fields you set changed, together with the etag read, so a
     concurrent change makes the update fail instead of being overwritten.
-  - With O(execute=true), a failed execution fails the task with the execution's error message and its logs
-    URL.
+  - When the job is run (O(execute)), a failed execution fails the task with the execution's error message
+    and its logs URL.
 options:
   name:
     description:
@@ -170,12 +170,18 @@ options:
     type: int
   execute:
     description:
-      - Run the job once the job is converged, wait for the execution to finish, and fail when it fails.
-      - The task then always reports a change. In check mode the job is not run.
+      - Whether to run the job once it is converged. A run waits for the execution to finish and fails the task
+        with the execution's error when it fails. In check mode the job is never run.
+      - V(never) only defines the job (a schedule or a person runs it).
+      - V(always) runs it every time; the task then always reports a change.
+      - V(on_change) runs it when this task created or changed the job, or when the job's latest execution
+        since its last change did not succeed (it failed, was cancelled, or there is none). So a job that must
+        run once per version, such as a database migration, runs again after a failure, and not after a success.
       - The wait is bounded by O(timeout); when it runs out the execution goes on in Cloud Run, and running
         the task again starts another execution.
-    type: bool
-    default: false
+    type: str
+    choices: [never, always, on_change]
+    default: never
   labels:
     description:
       - Labels of the job. When set, these are all its labels; labels not listed are removed.
@@ -201,7 +207,7 @@ EXAMPLES = r"""
     cloudsql_instances: [my-project:europe-west1:mlops-pg]
     max_retries: 0
     task_timeout: 900
-    execute: true
+    execute: on_change
     timeout: 1200
   register: migration
 
@@ -250,7 +256,7 @@ job:
         containers: [{image: "europe-west1-docker.pkg.dev/my-project/mlops/mlflow@sha256:4b1f...", args: [migrate]}]
 execution:
   description: The execution run by O(execute), also when it failed.
-  returned: when O(execute=true), not in check mode
+  returned: when the job was run, not in check mode
   type: dict
   contains:
     name:
@@ -281,7 +287,7 @@ changed_fields:
 """
 
 from ansible_collections.deployml.mlops.plugins.module_utils.cloudrun import (
-    API, CloudRunResource, argument_spec, build_job, execution_error, execution_summary, untyped)
+    API, CloudRunResource, argument_spec, build_job, execution_error, execution_summary, succeeded_since_update, untyped)
 from ansible_collections.deployml.mlops.plugins.module_utils.gcp import GcpApiError, GcpModule, wait_operation
 from ansible_collections.deployml.mlops.plugins.module_utils.resource import ResourceError, converge
 
@@ -335,7 +341,10 @@ class Job(CloudRunResource):
             return
         if result["changed"] and not self.module.check_mode:
             self.check_ready(result.get(self.result_key) or {})
-        if not self.params["execute"]:
+        mode = self.params["execute"]
+        if mode == "never":
+            return
+        if mode == "on_change" and not result["changed"] and succeeded_since_update(result.get(self.result_key) or {}):
             return
         result["changed"] = True
         if self.module.check_mode:

@@ -98,7 +98,7 @@ def test_lifecycle_create_unchanged_update_labels_delete(job, fake_gcp):
 
 
 def test_execute_runs_the_job_and_returns_the_execution(job, fake_gcp):
-    result = job.run(tasks=3, execute=True)
+    result = job.run(tasks=3, execute="always")
     assert result["rc"] == 0 and result["changed"] is True, result
     assert writes(fake_gcp) == [("POST", PARENT), ("POST", job.path + ":run")]
     execution = result["execution"]
@@ -112,7 +112,7 @@ def test_execute_runs_the_job_and_returns_the_execution(job, fake_gcp):
     # Executing again: the job is unchanged, only a new run is written, and the task reports a change.
     fake_gcp.clear()
     fake_gcp.operation_polls = 3
-    again = job.run(tasks=3, execute=True)
+    again = job.run(tasks=3, execute="always")
     assert again["rc"] == 0 and again["changed"] is True, again
     assert writes(fake_gcp) == [("POST", job.path + ":run")]
     assert "changed_fields" not in again and again["execution"]["name"] != execution["name"]
@@ -123,24 +123,46 @@ def test_a_failed_execution_fails_with_its_message(job, fake_gcp):
     assert job.run()["rc"] == 0
     message = "Task %s-abcde-task0 failed: the container exited with status 1" % job.name
     fake_gcp.apis["run"].fail_executions(count=1, message=message)
-    failed = job.run(execute=True)
+    failed = job.run(execute="always")
     assert failed["rc"] == 1, failed
     assert message in failed["msg"] and "execution" in failed["msg"] and failed["execution"]["name"] in failed["msg"]
     assert failed["execution"]["failed_count"] >= 1 and failed["execution"]["succeeded_count"] == 0
     assert "logs: https://console.cloud.google.com/" in failed["msg"]
     # The next run succeeds again (nothing planned to fail).
-    assert job.run(execute=True)["rc"] == 0
+    assert job.run(execute="always")["rc"] == 0
+
+
+def test_on_change_runs_a_new_or_changed_job_and_retries_a_failed_run(job, fake_gcp):
+    """execute=on_change: run once per version of the job, and again after a failure (a database migration)."""
+    first = job.run(execute="on_change")
+    assert first["rc"] == 0 and first["changed"] is True and first["execution"]["succeeded_count"] == 1, first
+    fake_gcp.clear()
+    unchanged = job.run(execute="on_change")
+    assert unchanged["rc"] == 0 and unchanged["changed"] is False and "execution" not in unchanged, unchanged
+    assert fake_gcp.writes() == [] and len(fake_gcp.requests) == 1, "the succeeded run is read from the job itself"
+
+    fake_gcp.apis["run"].fail_executions(count=1, message="migration failed")
+    failed = job.run(execute="on_change", args=["--v2"])
+    assert failed["rc"] == 1 and "migration failed" in failed["msg"], failed
+    fake_gcp.clear()
+    preview = job.run(check=True, execute="on_change", args=["--v2"])
+    assert preview["changed"] is True and fake_gcp.writes() == [], "the failed run is still to be redone"
+    retried = job.run(execute="on_change", args=["--v2"])
+    assert retried["rc"] == 0 and retried["changed"] is True and retried["execution"]["failed_count"] == 0, retried
+    assert [w[1] for w in writes(fake_gcp)] == [job.path + ":run"], "the unchanged job is only run"
+    fake_gcp.clear()
+    assert job.run(execute="on_change", args=["--v2"])["changed"] is False and fake_gcp.writes() == []
 
 
 def test_check_mode_with_execute_writes_and_runs_nothing(job, fake_gcp):
-    preview = job.run(check=True, execute=True, tasks=2)
+    preview = job.run(check=True, execute="always", tasks=2)
     assert preview["rc"] == 0 and preview["changed"] is True, preview
     assert fake_gcp.writes() == [] and job.read() is None and "execution" not in preview
     assert preview["diff"]["after"]["template"]["taskCount"] == 2
 
     assert job.run(tasks=2)["rc"] == 0
     fake_gcp.clear()
-    preview = job.run(check=True, execute=True, tasks=2)
+    preview = job.run(check=True, execute="always", tasks=2)
     assert preview["rc"] == 0 and preview["changed"] is True and fake_gcp.writes() == [], preview
     assert "execution" not in preview and job.executions() == []
 
@@ -159,7 +181,7 @@ def test_check_mode_with_execute_writes_and_runs_nothing(job, fake_gcp):
     (dict(max_retries=11), "max_retries must be from 0 to 10"),
     (dict(env={"CLOUD_RUN_TASK_INDEX": "0"}), "reserved"),
     (dict(port=8080), "Unsupported parameters"),
-    (dict(image=None, execute=True), "image is required"),
+    (dict(image=None, execute="always"), "image is required"),
 ])
 def test_bad_input_fails_before_any_request(job, fake_gcp, options, expected):
     result = job.run(**options)
@@ -171,7 +193,7 @@ def test_faults_on_create_and_run_are_retried(job, fake_gcp):
     fake_gcp.inject(503, count=1, method="POST", path=r"^run/.*/jobs$", forward=True)
     fake_gcp.inject(429, count=2, method="POST", path=r":run$")
     fake_gcp.inject(503, count=1, method="GET", path=r"/operations/")
-    result = job.run(execute=True)
+    result = job.run(execute="always")
     assert result["rc"] == 0 and result["changed"] is True, result
     assert len(fake_gcp.calls("POST", r"jobs$")) == 2, "the lost create answer was retried and met 409"
     assert len(fake_gcp.calls("POST", r":run$")) == 3
@@ -187,7 +209,7 @@ def test_secret_env_and_cloudsql_for_a_migration_job(job, fake_gcp, unique):
     assert added.status_code == 200, added.text
     connection = "%s:europe-west1:pg-%s" % (PROJECT, unique)
     options = dict(secret_env={"DB_PASSWORD": {"secret": "pw-" + unique}}, cloudsql_instances=[connection])
-    result = job.run(execute=True, **options)
+    result = job.run(execute="always", **options)
     assert result["rc"] == 0, result
     task = job.read()["template"]["template"]
     assert task["volumes"] == [{"name": "cloudsql", "cloudSqlInstance": {"instances": [connection]}}]

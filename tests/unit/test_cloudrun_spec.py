@@ -21,7 +21,7 @@ def params(job=False, **overrides):
     base = {name: None for name in cloudrun.argument_spec(job=job)}
     base.update(project=PROJECT, name="mlflow", location="europe-west1", state="present", image=IMAGE)
     if job:
-        base["execute"] = False
+        base["execute"] = "never"
     base.update(overrides)
     return base
 
@@ -559,3 +559,15 @@ def test_zero_fill_only_where_desired_asks_for_zero():
     filled = cloudrun.zero_fill(copy.deepcopy(actual), desired)
     assert filled == {"template": {"scaling": {"maxInstanceCount": 100, "minInstanceCount": 0}}, "cpuIdle": False}
     assert differences(desired, filled) == ["template.maxRetries"]
+
+
+@pytest.mark.parametrize("created, updated, status, expected", [
+    ("2026-01-31T10:02:00.123456789Z", "2026-01-31T10:02:00Z", "EXECUTION_SUCCEEDED", True),
+    ("2026-01-31T10:02:00Z", "2026-01-31T10:02:00.5Z", "EXECUTION_SUCCEEDED", False),   # run before the change
+    ("2026-01-31T11:00:00Z", "2026-01-31T10:02:00Z", "EXECUTION_FAILED", False),
+    ("2026-01-31T11:00:00Z", "2026-01-31T10:02:00Z", "EXECUTION_RUNNING", False),
+    (None, "2026-01-31T10:02:00Z", None, False),                                         # never run
+])
+def test_succeeded_since_update(created, updated, status, expected):
+    latest = {"createTime": created, "completionStatus": status} if created else None
+    assert cloudrun.succeeded_since_update({"updateTime": updated, "latestCreatedExecution": latest}) is expected
