@@ -847,5 +847,5 @@ def test_a_reconciling_service_moves_on_as_it_is_read(fake_gcp, unique):
     """A client that lost the operation's name watches `reconciling` on the service itself."""
     fake_gcp.operation_polls = 3
     start_service(fake_gcp, "watched-" + unique)
-    states = [ok(call(fake_gcp, "GET", svc_path("watched-" + unique))).get("reconciling", False) for _ in range(3)]
+    states = [ok(call(fake_gcp, "GET", svc_path("watched-" + unique))).get("reconciling", False) for read in range(3)]
     assert states == [True, True, False]

@@ -397,9 +397,10 @@ class Run(Api):
         if liveness and actions[0] == "tcpSocket":
             raise invalid("%s: liveness probes support http_get and grpc only." % where, field=where)
         period, timeout = probe["periodSeconds"], probe["timeoutSeconds"]
-        if not 1 <= period <= (3600 if liveness else 240):
-            raise invalid("%s.period_seconds must be between 1 and %d, got %d." % (where, 3600 if liveness else 240,
-                                                                                  period), field=where)
+        period_limit = 3600 if liveness else 240
+        if not 1 <= period <= period_limit:
+            raise invalid("%s.period_seconds must be between 1 and %d, got %d." % (where, period_limit, period),
+                          field=where)
         if not 1 <= timeout <= min(period, 240):
             raise invalid("%s.timeout_seconds must be between 1 and period_seconds (%d), got %d." % (where, period,
                                                                                                      timeout), field=where)
