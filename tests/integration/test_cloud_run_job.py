@@ -3,43 +3,17 @@
 from __future__ import annotations
 
 import pytest
-import requests
 
 from tests.conftest import PROJECT
+from tests.integration.cloud_run_resource import LOCATION, RunResource, make_secret
 
-LOCATION = "europe-west1"
 PARENT = "/v2/projects/%s/locations/%s/jobs" % (PROJECT, LOCATION)
 IMAGE = "europe-west1-docker.pkg.dev/%s/mlops/migrate:" % PROJECT
 
 
 @pytest.fixture
 def job(fake_gcp, unique, gcp_module):
-    """Run cloud_run_job on a fresh job name; read() returns the job through the fake's REST API."""
-
-    class Job:
-        name = "job-" + unique
-        path = "%s/job-%s" % (PARENT, unique)
-        url = "%s/run%s" % (fake_gcp.url, path)
-
-        def run(self, check=False, diff=True, **options):
-            args = dict(project=PROJECT, auth_kind="anonymous", api_endpoints=fake_gcp.endpoints, name=self.name,
-                        location=LOCATION, timeout=20)
-            if options.get("state") != "absent":
-                args["image"] = IMAGE + "1"
-            args.update(options)
-            return gcp_module("cloud_run_job", args, check=check, diff=diff)
-
-        def read(self):
-            response = requests.get(self.url, timeout=10)
-            assert response.status_code in (200, 404), response.text
-            return response.json() if response.status_code == 200 else None
-
-        def executions(self):
-            response = requests.get(self.url + "/executions", timeout=10)
-            assert response.status_code == 200, response.text
-            return response.json().get("executions", [])
-
-    return Job()
+    return RunResource(fake_gcp, gcp_module, "cloud_run_job", "jobs", "job-" + unique, IMAGE + "1")
 
 
 def writes(fake):
@@ -201,12 +175,7 @@ def test_faults_on_create_and_run_are_retried(job, fake_gcp):
 
 
 def test_secret_env_and_cloudsql_for_a_migration_job(job, fake_gcp, unique):
-    base = "%s/secretmanager/v1/projects/%s/secrets" % (fake_gcp.url, PROJECT)
-    created = requests.post(base, params={"secretId": "pw-" + unique}, json={"replication": {"automatic": {}}},
-                            timeout=10)
-    assert created.status_code == 200, created.text
-    added = requests.post("%s/pw-%s:addVersion" % (base, unique), json={"payload": {"data": "c2VjcmV0"}}, timeout=10)
-    assert added.status_code == 200, added.text
+    make_secret(fake_gcp, "pw-" + unique)
     connection = "%s:europe-west1:pg-%s" % (PROJECT, unique)
     options = dict(secret_env={"DB_PASSWORD": {"secret": "pw-" + unique}}, cloudsql_instances=[connection])
     result = job.run(execute="always", **options)

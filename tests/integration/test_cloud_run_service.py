@@ -2,44 +2,18 @@
 
 from __future__ import annotations
 
-import base64
-
 import pytest
-import requests
 
 from tests.conftest import PROJECT
+from tests.integration.cloud_run_resource import LOCATION, RunResource, make_account, make_secret
 
-LOCATION = "europe-west1"
 PARENT = "/v2/projects/%s/locations/%s/services" % (PROJECT, LOCATION)
 IMAGE = "europe-west1-docker.pkg.dev/%s/mlops/app:" % PROJECT
 
 
 @pytest.fixture
 def service(fake_gcp, unique, gcp_module):
-    """Run cloud_run_service on a fresh service name; read() returns the service through the fake's REST API."""
-
-    class Service:
-        name = "svc-" + unique
-        path = "%s/svc-%s" % (PARENT, unique)
-        url = "%s/run%s" % (fake_gcp.url, path)
-
-        def run(self, check=False, diff=True, **options):
-            args = dict(project=PROJECT, auth_kind="anonymous", api_endpoints=fake_gcp.endpoints, name=self.name,
-                        location=LOCATION, timeout=20)
-            if options.get("state") != "absent":
-                args["image"] = IMAGE + "1"
-            args.update(options)
-            return gcp_module("cloud_run_service", args, check=check, diff=diff)
-
-        def read(self):
-            response = requests.get(self.url, timeout=10)
-            assert response.status_code in (200, 404), response.text
-            return response.json() if response.status_code == 200 else None
-
-        def container(self):
-            return self.read()["template"]["containers"][0]
-
-    return Service()
+    return RunResource(fake_gcp, gcp_module, "cloud_run_service", "services", "svc-" + unique, IMAGE + "1")
 
 
 def writes(fake):
@@ -50,21 +24,6 @@ def short(name):
     return name.rsplit("/", 1)[1] if name else None
 
 
-def make_secret(fake, secret_id, value="s3cret-value"):
-    """A secret with one version, through the fake Secret Manager REST API."""
-    base = "%s/secretmanager/v1/projects/%s/secrets" % (fake.url, PROJECT)
-    created = requests.post(base, params={"secretId": secret_id}, json={"replication": {"automatic": {}}}, timeout=10)
-    assert created.status_code == 200, created.text
-    added = requests.post("%s/%s:addVersion" % (base, secret_id), timeout=10,
-                          json={"payload": {"data": base64.b64encode(value.encode()).decode()}})
-    assert added.status_code == 200, added.text
-
-
-def make_account(fake, account_id):
-    response = requests.post("%s/iam/v1/projects/%s/serviceAccounts" % (fake.url, PROJECT), timeout=10,
-                             json={"accountId": account_id, "serviceAccount": {"displayName": account_id}})
-    assert response.status_code == 200, response.text
-    return response.json()["email"]
 
 
 def test_lifecycle_create_unchanged_new_revision_labels_delete(service, fake_gcp):
