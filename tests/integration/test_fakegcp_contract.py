@@ -232,6 +232,20 @@ class TestControlApi:
         assert fake_gcp.operations.failures == [[1, "INTERNAL_ERROR", None]]
         assert len(fake_gcp.requests) == 2  # control calls are not logged
 
+    def test_api_controls_over_http(self, fake_gcp, unique):
+        """POST /_fake/<api>:<control> runs a control the API declares: here, a revision that never gets Ready."""
+        control = fake_gcp.url + "/_fake/run:fail_revisions"
+        assert requests.post(control, json={"count": 1, "message": "no port"}, timeout=10).status_code == 200
+        assert requests.post(control, json={"colour": "red"}, timeout=10).status_code == 400
+        assert requests.post(fake_gcp.url + "/_fake/run:reset", json={}, timeout=10).status_code == 404
+        started = call(fake_gcp, "POST", "run", "/v2/projects/%s/locations/us-central1/services" % PROJECT,
+                       {"template": {"containers": [{"image": "us-docker.pkg.dev/cloudrun/container/hello"}]}},
+                       params={"serviceId": "svc-" + unique})
+        assert started.status_code == 200, started.text
+        fake_gcp.complete_operations()
+        operation = call(fake_gcp, "GET", "run", "/v2/" + started.json()["name"]).json()
+        assert operation["error"]["code"] == 9 and "no port" in operation["error"]["message"], operation
+
     def test_unknown_control_route(self, fake_gcp):
         assert requests.get(fake_gcp.url + "/_fake/nothing", timeout=10).status_code == 404
 

@@ -68,6 +68,7 @@ class Api:
     name = None
     document = None
     host = None  # public host, for selfLinks (defaults to https://<name>.googleapis.com)
+    controls = ()  # test controls also served over HTTP: POST /_fake/<name>:<control> with the arguments as JSON
 
     def __init__(self, fake):
         self.fake = fake

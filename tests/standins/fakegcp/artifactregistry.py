@@ -233,7 +233,9 @@ class ArtifactRegistry(Api):
             entry["ready"] = True
             return dict(deep(repo), **{"@type": TYPE + "Repository"})
 
-        return self._lro(project_id, location, finish)
+        operation = self._lro(project_id, location, finish)
+        entry["operation"] = operation["name"]
+        return operation
 
     def _lro(self, project_id, location, finish):
         name = "projects/%s/locations/%s/operations/%s" % (project_id, location, uuid.uuid4())
@@ -241,6 +243,11 @@ class ArtifactRegistry(Api):
 
     @handles("artifactregistry.projects.locations.repositories.get")
     def get_repository(self, req):
+        # A repository being created moves on as it is read (on Google Cloud time does it): a client that lost
+        # the create's answer, and so its operation's name, sees it appear.
+        entry = self._entry(req["name"], pending_ok=True)[0]
+        if not entry["ready"] and entry.get("operation"):
+            self.operations.poll(entry["operation"])
         return deep(self._entry(req["name"])[0]["repo"])
 
     @handles("artifactregistry.projects.locations.repositories.list")

@@ -56,6 +56,7 @@ def seconds(duration):
 class CloudBuild(Api):
     name = "cloudbuild"
     document = "cloudbuild.v1"
+    controls = ("fail_builds",)
 
     def __init__(self, fake):
         super().__init__(fake)

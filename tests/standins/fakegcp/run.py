@@ -152,6 +152,7 @@ def without(spec, keys=EXEMPT):
 class Run(Api):
     name = "run"
     document = "run.v2"
+    controls = ("fail_revisions", "fail_executions")
 
     def __init__(self, fake):
         self.revision_failures = []   # [[remaining, (field, value), message]]

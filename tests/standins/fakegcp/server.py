@@ -25,6 +25,9 @@ from tests.standins.fakegcp.iam_policy import PolicyStore
 from tests.standins.fakegcp.operations import Operations
 from tests.standins.fakegcp.util import Projects
 
+# POST /_fake/<api>:<control>, e.g. /_fake/run:fail_revisions {"count": 1, "message": "..."}
+API_CONTROL = re.compile(r"^/_fake/([a-z]+):([a-z_]+)$")
+
 Call = collections.namedtuple("Call", "method api path query body")
 WRITE_METHODS = frozenset(("POST", "PUT", "PATCH", "DELETE"))
 READ_ONLY_VERBS = re.compile(r":(getIamPolicy|testIamPermissions)$")
@@ -246,6 +249,14 @@ class FakeGcp:
             return 200, {}
         if route == ("POST", "/_fake/reset"):
             self.reset()
+            return 200, {}
+        api_control = API_CONTROL.match(route[1]) if http_method == "POST" else None
+        if api_control and api_control.group(2) in getattr(self.apis.get(api_control.group(1)), "controls", ()):
+            try:
+                with self.lock:
+                    getattr(self.apis[api_control.group(1)], api_control.group(2))(**body)
+            except (TypeError, ValueError) as exc:
+                return 400, {"error": str(exc)}
             return 200, {}
         if route == ("GET", "/_fake/state"):
             with self.lock:
