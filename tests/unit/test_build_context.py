@@ -6,6 +6,7 @@ import gzip
 import hashlib
 import io
 import os
+import shutil
 import tarfile
 import time
 
@@ -223,3 +224,16 @@ def test_bad_dockerfile_is_refused(context_dir, dockerfile, message):
 def test_missing_context_directory_is_refused(tmp_path):
     with pytest.raises(ContextError, match="is not a directory"):
         BuildContext(str(tmp_path / "nope"))
+
+
+@pytest.mark.parametrize("unit", ["mlflow", "serving", "monitoring", "grafana"])
+def test_the_shipped_images_ignore_what_running_them_leaves_behind(tmp_path, unit):
+    """Running a unit's code from a checkout leaves bytecode caches in its packages: no rebuild for that."""
+    source = os.path.join(os.path.dirname(__file__), "..", "..", "roles", unit, "files")
+    copy = tmp_path / unit
+    shutil.copytree(source, copy, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    clean = BuildContext(str(copy)).tag()
+    for package in [p for p in copy.iterdir() if p.is_dir()]:
+        (package / "__pycache__").mkdir()
+        (package / "__pycache__" / "module.cpython-311.pyc").write_bytes(b"\x00bytecode")
+    assert BuildContext(str(copy)).tag() == clean
