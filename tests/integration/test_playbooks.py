@@ -119,6 +119,10 @@ def test_site_on_gcp_converges_against_the_stand_ins(bigquery, storage, fake_gcp
         assert {"role": "roles/run.invoker",
                 "members": ["serviceAccount:serv-%s@test-project.iam.gserviceaccount.com" % unique]} \
             in invokers["bindings"], "only the serving API may call MLflow"
+        drift = requests.get("%s/jobs/drift" % run, timeout=10).json()["template"]["template"]["containers"][0]
+        drift_env = {e["name"]: e.get("value") for e in drift["env"]}
+        assert drift_env["DRIFT_FEATURES"] == "age,sex,bmi,bp,tc,ldl,hdl,tch,ltg,glu", drift_env
+        assert drift_env["DRIFT_TASK_TYPE"] == "regression" and drift_env["DRIFT_DATASET"] == "gcp_" + unique
         schedule = requests.get("%s/v1/projects/test-project/locations/europe-west1/jobs/drift"
                                 % fake_gcp.endpoints["cloudscheduler"], timeout=10).json()
         assert schedule["httpTarget"]["uri"].endswith("/jobs/drift:run")
