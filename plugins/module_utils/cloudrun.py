@@ -33,7 +33,7 @@ from decimal import Decimal, InvalidOperation
 
 from ansible_collections.deployml.mlops.plugins.module_utils.gcp import GcpApiError, label_errors, wait_operation
 from ansible_collections.deployml.mlops.plugins.module_utils.resource import (
-    Exact, Resource, ResourceError, differences, prune)
+    Exact, LocatedResource, ResourceError, differences, prune)
 
 API = "run"
 
@@ -920,26 +920,18 @@ def execution_error(execution):
 
 # ---------------------------------------------------------------- the resource
 
-class CloudRunResource(Resource):
+class CloudRunResource(LocatedResource):
     """A Cloud Run v2 service or job (subclasses set the collection)."""
 
     job = False
     collection = "services"
+    version = "v2"
     id_param = "serviceId"
 
     def __init__(self, module):
         super().__init__(module)
         self.wanted = None
         self.failed = False
-
-    @property
-    def name(self):
-        p = self.params
-        return "projects/%s/locations/%s/%s/%s" % (p["project"], p["location"], self.collection, p["name"])
-
-    @property
-    def path(self):
-        return "/v2/" + self.name
 
     def validate(self):
         errors = option_errors(self.params, job=self.job)

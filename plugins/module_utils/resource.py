@@ -212,6 +212,26 @@ class Resource:
         return "update"
 
 
+class LocatedResource(Resource):
+    """A resource named projects/PROJECT/locations/LOCATION/<collection>/NAME, from the options project,
+    location and name (Cloud Run, Artifact Registry, Cloud Scheduler ...)."""
+
+    collection = None  # "services", "repositories" ...
+    version = "v1"     # the API version in the path
+
+    @property
+    def parent(self):
+        return "projects/%s/locations/%s" % (self.params["project"], self.params["location"])
+
+    @property
+    def name(self):
+        return "%s/%s/%s" % (self.parent, self.collection, self.params["name"])
+
+    @property
+    def path(self):
+        return "/%s/%s" % (self.version, self.name)
+
+
 def exit_module(module, result):
     """Exit with the result; the diff only when the task asked for one (--diff)."""
     if not module._diff:

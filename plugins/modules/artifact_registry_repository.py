@@ -172,7 +172,7 @@ changed_fields:
 import re
 
 from ansible_collections.deployml.mlops.plugins.module_utils.gcp import GcpApiError, GcpModule, label_errors, wait_operation
-from ansible_collections.deployml.mlops.plugins.module_utils.resource import Exact, Resource, ResourceError, converge
+from ansible_collections.deployml.mlops.plugins.module_utils.resource import Exact, LocatedResource, ResourceError, converge
 
 API = "artifactregistry"
 REPOSITORY_ID = re.compile(r"^[a-z]([a-z0-9-]{0,61}[a-z0-9])?$")
@@ -258,22 +258,11 @@ def policy_body(policy):
     return body
 
 
-class Repository(Resource):
+class Repository(LocatedResource):
     kind = "Artifact Registry repository"
     result_key = "repository"
     immutable = ("format",)
-
-    @property
-    def parent(self):
-        return "projects/%s/locations/%s" % (self.params["project"], self.params["location"])
-
-    @property
-    def name(self):
-        return "%s/repositories/%s" % (self.parent, self.params["name"])
-
-    @property
-    def path(self):
-        return "/v1/" + self.name
+    collection = "repositories"
 
     def validate(self):
         p = self.params

@@ -199,7 +199,7 @@ import re
 
 from ansible_collections.deployml.mlops.plugins.module_utils.gcp import GcpApiError, GcpModule
 from ansible_collections.deployml.mlops.plugins.module_utils.iam import service_account_email
-from ansible_collections.deployml.mlops.plugins.module_utils.resource import Exact, Resource, ResourceError, converge
+from ansible_collections.deployml.mlops.plugins.module_utils.resource import Exact, LocatedResource, ResourceError, converge
 
 API = "cloudscheduler"
 JOB_ID = re.compile(r"^[A-Za-z0-9_-]{1,500}$")
@@ -271,21 +271,10 @@ def seconds(value):
     return None if value is None else "%ds" % value
 
 
-class Job(Resource):
+class Job(LocatedResource):
     kind = "Cloud Scheduler job"
     result_key = "job"
-
-    @property
-    def parent(self):
-        return "projects/%s/locations/%s" % (self.params["project"], self.params["location"])
-
-    @property
-    def name(self):
-        return "%s/jobs/%s" % (self.parent, self.params["name"])
-
-    @property
-    def path(self):
-        return "/v1/" + self.name
+    collection = "jobs"
 
     def validate(self):
         p = self.params
