@@ -31,7 +31,7 @@ import copy
 import re
 from decimal import Decimal, InvalidOperation
 
-from ansible_collections.deployml.mlops.plugins.module_utils.gcp import GcpApiError, label_errors, wait_operation
+from ansible_collections.deployml.mlops.plugins.module_utils.gcp import REGION, GcpApiError, label_errors, wait_operation
 from ansible_collections.deployml.mlops.plugins.module_utils.resource import (
     Exact, LocatedResource, ResourceError, differences, prune)
 
@@ -71,7 +71,6 @@ CLOUDSQL_MOUNT = "/cloudsql"
 SERVICE_NAME = re.compile(r"^[a-z]([a-z0-9-]*[a-z0-9])?$")
 SERVICE_NAME_MAX = 49   # "fewer than 50 characters"
 JOB_NAME_MAX = 63
-LOCATION = re.compile(r"^[a-z]+(-[a-z]+)+[0-9]+$")
 ACCOUNT_ID = re.compile(r"^[a-z][a-z0-9-]{4,28}[a-z0-9]$")
 EMAIL = re.compile(r"^[^@\s]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+$")
 SECRET_ID = re.compile(r"^[A-Za-z0-9_-]{1,255}$")
@@ -427,7 +426,7 @@ def option_errors(params, job=False):
     if not SERVICE_NAME.match(name) or len(name) > longest:
         errors.append("name %r must hold at most %d lowercase letters, digits and hyphens, start with a letter and "
                       "not end with a hyphen" % (name, longest))
-    if not LOCATION.match(location):
+    if not REGION.match(location):
         errors.append("location %r must be a Cloud Run region such as europe-west1" % location)
     if params.get("state", "present") == "absent":
         return errors

@@ -321,6 +321,11 @@ def wait_operation(client, api, operation, resource=None, version="v1"):
     return operation.get("response") or {}
 
 
+# Google Cloud locations: REGION such as us-central1 or northamerica-northeast1; LOCATION also a multi-region
+# such as us or europe (Artifact Registry, Cloud Storage).
+REGION = re.compile(r"^[a-z]+(-[a-z]+)+[0-9]+$")
+LOCATION = re.compile(r"^[a-z][a-z0-9]*(-[a-z0-9]+)*$")
+
 LABEL_KEY = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
 LABEL_VALUE = re.compile(r"^[a-z0-9_-]{0,63}$")
 

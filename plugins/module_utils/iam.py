@@ -24,7 +24,7 @@ import random
 import re
 import time
 
-from ansible_collections.deployml.mlops.plugins.module_utils.gcp import GcpApiError
+from ansible_collections.deployml.mlops.plugins.module_utils.gcp import LOCATION, REGION, GcpApiError
 
 POLICY_VERSION = 3  # the version that can hold conditional bindings; always requested
 MAX_ATTEMPTS = 5    # read-modify-write rounds before giving up on a policy that keeps changing
@@ -197,8 +197,6 @@ PROJECT_ID = re.compile(r"^([a-z][a-z0-9.-]*:)?[a-z][a-z0-9-]{4,28}[a-z0-9]$|^[0
 BUCKET = re.compile(r"^[a-z0-9][a-z0-9._-]{1,220}[a-z0-9]$")
 SECRET_ID = re.compile(r"^[A-Za-z0-9_-]{1,255}$")
 ACCOUNT_ID = re.compile(r"^[a-z]([-a-z0-9]{4,28})[a-z0-9]$")
-REGION = re.compile(r"^[a-z][a-z0-9-]{0,62}[0-9]$")  # us-central1, europe-west4, northamerica-northeast1
-LOCATION = re.compile(r"^[a-z][a-z0-9]*(-[a-z0-9]+)*$")  # a region, or a multi-region such as us or europe
 # Cloud Run names: a letter first, then lowercase letters, digits and '-', not ending with '-'.
 RUN_SERVICE = re.compile(r"^[a-z]([a-z0-9-]{0,47}[a-z0-9])?$")  # fewer than 50 characters
 RUN_JOB = re.compile(r"^[a-z]([a-z0-9-]{0,61}[a-z0-9])?$")      # at most 63 characters

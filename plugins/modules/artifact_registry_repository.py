@@ -171,12 +171,11 @@ changed_fields:
 
 import re
 
-from ansible_collections.deployml.mlops.plugins.module_utils.gcp import GcpApiError, GcpModule, label_errors, wait_operation
+from ansible_collections.deployml.mlops.plugins.module_utils.gcp import LOCATION, GcpApiError, GcpModule, label_errors, wait_operation
 from ansible_collections.deployml.mlops.plugins.module_utils.resource import Exact, LocatedResource, ResourceError, converge
 
 API = "artifactregistry"
 REPOSITORY_ID = re.compile(r"^[a-z]([a-z0-9-]{0,61}[a-z0-9])?$")
-LOCATION = re.compile(r"^[a-z][a-z0-9]*(-[a-z0-9]+)*$")
 DURATION = re.compile(r"^\s*(\d+)\s*([smhd]?)\s*$")
 UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
 MAX_POLICIES = 10

@@ -197,13 +197,12 @@ changed_fields:
 import base64
 import re
 
-from ansible_collections.deployml.mlops.plugins.module_utils.gcp import GcpApiError, GcpModule
+from ansible_collections.deployml.mlops.plugins.module_utils.gcp import LOCATION, GcpApiError, GcpModule
 from ansible_collections.deployml.mlops.plugins.module_utils.iam import service_account_email
 from ansible_collections.deployml.mlops.plugins.module_utils.resource import Exact, LocatedResource, ResourceError, converge
 
 API = "cloudscheduler"
 JOB_ID = re.compile(r"^[A-Za-z0-9_-]{1,500}$")
-LOCATION = re.compile(r"^[a-z][a-z0-9]*(-[a-z0-9]+)*$")
 BODY_METHODS = ("POST", "PUT", "PATCH")
 DEFAULT_SCOPE = "https://www.googleapis.com/auth/cloud-platform"
 MAX_URI = 2083

@@ -332,7 +332,7 @@ changed_fields:
 import ipaddress
 import re
 
-from ansible_collections.deployml.mlops.plugins.module_utils.gcp import GcpApiError, GcpModule, label_errors
+from ansible_collections.deployml.mlops.plugins.module_utils.gcp import REGION, GcpApiError, GcpModule, label_errors
 from ansible_collections.deployml.mlops.plugins.module_utils.resource import (
     Exact, Resource, ResourceError, converge, differences, int64, lookup)
 from ansible_collections.deployml.mlops.plugins.module_utils.sqladmin import (
@@ -340,7 +340,6 @@ from ansible_collections.deployml.mlops.plugins.module_utils.sqladmin import (
 
 INSTANCE_NAME = re.compile(r"^[a-z]([a-z0-9-]*[a-z0-9])?$")
 NAME_LIMIT = 98  # "PROJECT:INSTANCE" at most
-REGION = re.compile(r"^[a-z]+(-[a-z]+)+[0-9]+$")
 DATABASE_VERSION = re.compile(r"^(POSTGRES|MYSQL|SQLSERVER)_[0-9A-Z_]+$")
 TIER = re.compile(r"^db-[a-zA-Z0-9-]+$")
 CUSTOM_TIER = re.compile(r"^db-custom-(\d+)-(\d+)$")

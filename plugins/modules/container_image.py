@@ -161,7 +161,7 @@ import re
 from urllib.parse import quote, unquote
 
 from ansible_collections.deployml.mlops.plugins.module_utils.build import BuildContext, ContextError
-from ansible_collections.deployml.mlops.plugins.module_utils.gcp import GcpApiError, GcpModule
+from ansible_collections.deployml.mlops.plugins.module_utils.gcp import LOCATION, GcpApiError, GcpModule
 from ansible_collections.deployml.mlops.plugins.module_utils.iam import service_account_email
 from ansible_collections.deployml.mlops.plugins.module_utils.resource import ResourceError, exit_module
 
@@ -169,7 +169,6 @@ REGISTRY = "artifactregistry"
 BUILD = "cloudbuild"
 STORAGE = "storage"
 REPOSITORY_ID = re.compile(r"^[a-z]([a-z0-9-]{0,61}[a-z0-9])?$")
-LOCATION = re.compile(r"^[a-z][a-z0-9]*(-[a-z0-9]+)*$")
 IMAGE_PART = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
 IMAGE = re.compile(r"^%s(?:/%s)*$" % (IMAGE_PART, IMAGE_PART))
 BUCKET = re.compile(r"^[a-z0-9][a-z0-9._-]{1,220}[a-z0-9]$")
