@@ -24,8 +24,6 @@ def short(name):
     return name.rsplit("/", 1)[1] if name else None
 
 
-
-
 def test_lifecycle_create_unchanged_new_revision_labels_delete(service, fake_gcp):
     options = dict(args=["serve"], port=5000, cpu="1", memory="1Gi", max_instances=3, concurrency=40,
                    request_timeout=60, ingress="all", env={"MODE": "prod", "WORKERS": 2},
