@@ -13,8 +13,13 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import requests
 
 WRITE_METHODS = frozenset(("POST", "PUT", "PATCH", "DELETE"))
-# POSTs that only read (BigQuery reads a table's IAM policy with a POST).
+# Custom methods that only read although sent with POST (a policy read, a permission test).
 READ_ONLY_VERBS = re.compile(r":(getIamPolicy|testIamPermissions)$")
+
+
+def is_write(method, path):
+    """Whether a request may change state: every stand-in counts writes with this one rule."""
+    return method in WRITE_METHODS and not READ_ONLY_VERBS.search(path.split("?")[0])
 
 
 class RecordingProxy:
@@ -41,7 +46,7 @@ class RecordingProxy:
             self._faults.clear()
 
     def writes(self):
-        return [r for r in self.requests if r[0] in WRITE_METHODS and not READ_ONLY_VERBS.search(r[1].split("?")[0])]
+        return [r for r in self.requests if is_write(r[0], r[1])]
 
     def close(self):
         self._server.shutdown()

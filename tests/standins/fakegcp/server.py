@@ -24,13 +24,12 @@ from tests.standins.fakegcp.errors import ApiError, fault
 from tests.standins.fakegcp.iam_policy import PolicyStore
 from tests.standins.fakegcp.operations import Operations
 from tests.standins.fakegcp.util import Projects
+from tests.standins.recorder import is_write
 
 # POST /_fake/<api>:<control>, e.g. /_fake/run:fail_revisions {"count": 1, "message": "..."}
 API_CONTROL = re.compile(r"^/_fake/([a-z]+):([a-z_]+)$")
 
 Call = collections.namedtuple("Call", "method api path query body")
-WRITE_METHODS = frozenset(("POST", "PUT", "PATCH", "DELETE"))
-READ_ONLY_VERBS = re.compile(r":(getIamPolicy|testIamPermissions)$")
 DEFAULT_OPERATION_POLLS = 1
 
 
@@ -136,7 +135,7 @@ class FakeGcp:
     def writes(self):
         """The calls that change state: POST/PUT/PATCH/DELETE except :getIamPolicy and :testIamPermissions."""
         with self.lock:
-            return [c for c in self.requests if c.method in WRITE_METHODS and not READ_ONLY_VERBS.search(c.path)]
+            return [c for c in self.requests if is_write(c.method, c.path)]
 
     def calls(self, method=None, path=None):
         """Logged calls filtered by HTTP method and a regex searched in "<api><path>"."""
