@@ -12,15 +12,27 @@ EXAMPLE := MLOPS_PROJECT=local-project MLOPS_DATASET=mlops BIGQUERY_API_ENDPOINT
 # Molecule and ansible-test call ansible-* commands by name: the venv's must come first.
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: venv collection local local-stop summary example test lint sanity molecule pytest clean
+.PHONY: venv lock collection local local-stop summary example test lint sanity molecule pytest clean
 
 venv: $(VENV)/.installed
 
-$(VENV)/.installed: requirements.txt requirements-test.txt
+# The venv holds exactly the lock: every package pinned with its hashes and nothing resolved at install time,
+# so a release published since the last `make lock` never changes a test run.
+$(VENV)/.installed: requirements-test.lock
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -r requirements-test.txt
+	$(BIN)/python -m pip install --quiet --require-hashes --no-deps -r requirements-test.lock
+	$(BIN)/python -m pip check
 	touch $@
+
+# Updating dependencies is a deliberate step: edit requirements*.txt or an image's requirements.txt, run this,
+# then `make test`. It resolves requirements-test.txt (which includes the images' pins) into the lock.
+LOCK_TOOLS := .build/lock-tools
+lock:
+	$(PYTHON) -m venv $(LOCK_TOOLS)
+	$(LOCK_TOOLS)/bin/python -m pip install --quiet pip==26.0.1 pip-tools==7.6.2
+	$(LOCK_TOOLS)/bin/pip-compile --quiet --upgrade --generate-hashes --allow-unsafe --strip-extras \
+		--no-emit-index-url --no-emit-find-links --no-emit-trusted-host \
+		--output-file requirements-test.lock requirements-test.txt
 
 # The checkout itself is the collection, linked where ansible.cfg's collections_path looks.
 collection: $(LINK)

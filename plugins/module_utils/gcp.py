@@ -35,6 +35,8 @@ APIS = {
     "artifactregistry": ("https://artifactregistry.googleapis.com", None),
     "cloudbuild": ("https://cloudbuild.googleapis.com", None),
     "cloudscheduler": ("https://cloudscheduler.googleapis.com", None),
+    "cloudbilling": ("https://cloudbilling.googleapis.com", None),
+    "oauth2": ("https://oauth2.googleapis.com", None),
 }
 
 RETRYABLE_STATUS = frozenset((429, 500, 502, 503, 504))
@@ -76,13 +78,16 @@ COMMON_ARGUMENT_SPEC = dict(
 class GcpApiError(Exception):
     """A Google API call that failed for good (after retries)."""
 
-    def __init__(self, status, reason, message, resource=None, method=None):
+    def __init__(self, status, reason, message, resource=None, method=None, error_info=None):
         super().__init__(message)
         self.status = status
         self.reason = reason
         self.message = message
         self.resource = resource
         self.method = method
+        # The google.rpc.ErrorInfo detail ({reason, domain, metadata}) when Google sent one, else {}:
+        # e.g. reason SERVICE_DISABLED with metadata.service, or IAM_PERMISSION_DENIED with metadata.permission.
+        self.error_info = error_info or {}
 
     def __str__(self):
         where = self.resource or "request"
@@ -107,7 +112,10 @@ class GcpApiError(Exception):
         if details[0].get("reason") and details[0]["reason"] != reason:
             reason = "%s/%s" % (reason, details[0]["reason"])
         message = error.get("message") or (response.text or "").strip()[:500] or response.reason or "no message"
-        return cls(status, reason, message, resource=resource, method=response.request.method if response.request else None)
+        error_info = next((d for d in error.get("details") or [] if isinstance(d, dict)
+                           and d.get("@type") == "type.googleapis.com/google.rpc.ErrorInfo"), None)
+        return cls(status, reason, message, resource=resource, method=response.request.method if response.request else None,
+                   error_info=error_info)
 
 
 class GcpModule(AnsibleModule):

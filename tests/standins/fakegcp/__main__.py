@@ -14,8 +14,13 @@ def main(argv=None):
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--operation-polls", type=int, default=None,
                         help="operations.get polls until an operation is done (default 1)")
+    parser.add_argument("--realism", action="store_true",
+                        help="as slow and strict as Google Cloud: timed operations, API enablement, propagation "
+                        "delays and permissions (see realism.py)")
+    parser.add_argument("--time-scale", type=float, default=1.0,
+                        help="real seconds per second of Google Cloud time with --realism (e.g. 0.02)")
     args = parser.parse_args(argv)
-    fake = FakeGcp()
+    fake = FakeGcp(realism=args.realism, time_scale=args.time_scale)
     if args.operation_polls is not None:
         fake.operation_polls = args.operation_polls
     server = fake.bind(args.port, args.host)

@@ -56,6 +56,8 @@ class Request:
         self.params = params
         self.body = body
         self.raw_body = raw_body
+        self.token = None      # the bearer token sent, None when anonymous
+        self.principal = None  # the member the token maps to in fake.principals (see realism.py)
 
     def __getitem__(self, name):
         return self.params[name]

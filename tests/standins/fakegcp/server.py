@@ -23,6 +23,7 @@ from tests.standins.fakegcp.api import Request, Response
 from tests.standins.fakegcp.errors import ApiError, fault
 from tests.standins.fakegcp.iam_policy import PolicyStore
 from tests.standins.fakegcp.operations import Operations
+from tests.standins.fakegcp.realism import Realism
 from tests.standins.fakegcp.util import Projects
 from tests.standins.recorder import is_write
 
@@ -48,10 +49,13 @@ class Fault:
 class FakeGcp:
     """A stateful fake of the Google Cloud REST control plane (see fake-interface in the project notes)."""
 
-    def __init__(self, apis=None):
+    def __init__(self, apis=None, realism=False, time_scale=1.0):
         from tests.standins.fakegcp import API_CLASSES
 
         self.lock = threading.RLock()
+        self.realism = Realism(realism, time_scale)
+        self.gates = []  # gate(request) before every handler; raise ApiError to refuse (see realism.py)
+        self.principals = {}  # bearer token -> member ("user:a@example.com"); see realism.py
         self.state = {}
         self.requests = []
         self.faults = []
@@ -148,7 +152,7 @@ class FakeGcp:
         return iam is None or iam.find_account(email) is not None
 
     # ---- request handling ----------------------------------------------------------------------------------
-    def handle(self, http_method, raw_path, raw_body):
+    def handle(self, http_method, raw_path, raw_body, headers=None):
         """(status, body dict) for one HTTP request."""
         parts = urlsplit(raw_path)
         path = parts.path
@@ -179,7 +183,7 @@ class FakeGcp:
                     raise ApiError(404, "The requested URL %s was not found on this server." % path, reason="notFound")
                 if body_error is not None:
                     raise ApiError(400, "Invalid JSON payload received. %s" % body_error, reason="parseError")
-                status, answer = self._dispatch(api, http_method, api_path, query, body, raw_body)
+                status, answer = self._dispatch(api, http_method, api_path, query, body, raw_body, headers or {})
             except ApiError as exc:
                 status, answer = exc.code, exc.body()
             except Exception as exc:  # pylint: disable=broad-except  # a bug in the fake: say so loudly
@@ -189,7 +193,7 @@ class FakeGcp:
                 return forwarded, fault(forwarded).body()
             return status, answer
 
-    def _dispatch(self, api, http_method, path, query, body, raw_body):
+    def _dispatch(self, api, http_method, path, query, body, raw_body, headers):
         candidates = [m for m in api.routes if m.flat_regex.match(path)]
         if not candidates:
             raise ApiError(404, "The requested URL /%s%s was not found on this server." % (api.name, path),
@@ -209,7 +213,12 @@ class FakeGcp:
             if partial is None:
                 partial = http_method == "PATCH"
             checked = api.doc.check_body(method.request_ref, body if body is not None else {}, required=not partial)
-        result = handler(Request(api, method, http_method, path, params, checked, body))
+        request = Request(api, method, http_method, path, params, checked, body)
+        request.token = _bearer(headers)
+        request.principal = self.principals.get(request.token) if request.token else None
+        for gate in self.gates:
+            gate(request)
+        result = handler(request)
         if isinstance(result, Response):
             return result.status, result.body
         return 200, result if result is not None else {}
@@ -243,6 +252,17 @@ class FakeGcp:
         if route == ("POST", "/_fake/operations:complete"):
             self.complete_operations()
             return 200, {}
+        if route == ("POST", "/_fake/realism"):
+            try:
+                with self.lock:
+                    self.realism.set(**body)
+            except (TypeError, ValueError) as exc:
+                return 400, {"error": str(exc)}
+            return 200, self.realism.as_dict()
+        if route == ("POST", "/_fake/principals"):
+            with self.lock:
+                self.principals[body["token"]] = body["member"]
+            return 200, {}
         if route == ("POST", "/_fake/clear"):
             self.clear()
             return 200, {}
@@ -263,6 +283,12 @@ class FakeGcp:
         return 404, {"error": "unknown control route %s %s" % route}
 
 
+def _bearer(headers):
+    """The bearer token of an Authorization header, or None (an anonymous caller)."""
+    value = headers.get("Authorization") or headers.get("authorization") or ""
+    return value[7:].strip() or None if value[:7].lower() == "bearer " else None
+
+
 def _handler_class(fake):
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
@@ -270,7 +296,7 @@ def _handler_class(fake):
         def _serve(self):
             length = int(self.headers.get("Content-Length") or 0)
             raw = self.rfile.read(length) if length else b""
-            status, body = fake.handle(self.command, self.path, raw)
+            status, body = fake.handle(self.command, self.path, raw, self.headers)
             data = json.dumps(body, indent=2).encode() + b"\n"
             self.send_response(status)
             self.send_header("Content-Type", "application/json; charset=UTF-8")
