@@ -19,18 +19,19 @@ venv: $(VENV)/.installed
 # The venv holds exactly the lock: every package pinned with its hashes and nothing resolved at install time,
 # so a release published since the last `make lock` never changes a test run.
 $(VENV)/.installed: requirements-test.lock
-	$(PYTHON) -m venv $(VENV)
+	$(PYTHON) -m venv --clear $(VENV)
 	$(BIN)/python -m pip install --quiet --require-hashes --no-deps -r requirements-test.lock
 	$(BIN)/python -m pip check
 	touch $@
 
 # Updating dependencies is a deliberate step: edit requirements*.txt or an image's requirements.txt, run this,
-# then `make test`. It resolves requirements-test.txt (which includes the images' pins) into the lock.
+# then `make test`. It resolves requirements-test.txt (which includes the images' pins) into the lock, keeping
+# every locked version that still fits; `make lock UPGRADE=1` takes the newest releases the ranges allow.
 LOCK_TOOLS := .build/lock-tools
 lock:
 	$(PYTHON) -m venv $(LOCK_TOOLS)
 	$(LOCK_TOOLS)/bin/python -m pip install --quiet pip==26.0.1 pip-tools==7.6.2
-	$(LOCK_TOOLS)/bin/pip-compile --quiet --upgrade --generate-hashes --allow-unsafe --strip-extras \
+	$(LOCK_TOOLS)/bin/pip-compile --quiet $(if $(UPGRADE),--upgrade) --generate-hashes --allow-unsafe --strip-extras \
 		--no-emit-index-url --no-emit-find-links --no-emit-trusted-host \
 		--output-file requirements-test.lock requirements-test.txt
 

@@ -49,7 +49,7 @@ def requirements(path, seen=None):
 def test_the_lock_pins_every_package_with_hashes():
     entries = locked()
     assert len(entries) > 50, "the lock looks truncated: %d entries" % len(entries)
-    unhashed = sorted(name for name, (_, hashes) in entries.items() if not hashes)
+    unhashed = sorted(name for name, (_version, hashes) in entries.items() if not hashes)
     assert not unhashed, "entries without --hash (%s): %s" % (RELOCK, unhashed)
     pinned_lines = re.findall(r"^[A-Za-z0-9_.-]+==", LOCK.read_text(), re.M)
     assert len(pinned_lines) == len(entries)
@@ -59,7 +59,7 @@ def test_the_lock_pins_every_package_with_hashes():
 @pytest.mark.parametrize("image", IMAGES, ids=[path.parts[-3] for path in IMAGES])
 def test_every_image_pin_is_exactly_the_locked_version(image):
     entries = locked()
-    for requirement, _ in requirements(image):
+    for requirement, _source in requirements(image):
         specifiers = list(requirement.specifier)
         assert len(specifiers) == 1 and specifiers[0].operator == "==", \
             "%s: %s is not pinned exactly" % (image.relative_to(ROOT), requirement)
@@ -80,7 +80,7 @@ def test_the_lock_satisfies_every_input_requirement():
 
 def test_the_venv_running_the_tests_is_the_lock():
     differing = []
-    for name, (pinned, _) in sorted(locked().items()):
+    for name, (pinned, _hashes) in sorted(locked().items()):
         try:
             installed = version(name)
         except PackageNotFoundError:
