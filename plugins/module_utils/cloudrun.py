@@ -21,6 +21,11 @@ the etag it read: the v2 PATCH replaces the whole resource, and a concurrent cha
 being overwritten. Every write returns a google.longrunning Operation; the module waits for it and then
 checks the resource's terminalCondition, and a revision that does not become Ready is reported with the
 condition's reason and message.
+
+A revision (or a job's execution) that fails because its runtime account may not read a secret is deployed
+again (a new revision; for a job, a new execution) with backoff within timeout: the run grants
+roles/secretmanager.secretAccessor seconds before, and an IAM grant takes effect "typically within 2 minutes"
+(IAM docs, "Access change propagation"). Any other failure is reported at once.
 """
 
 from __future__ import annotations
@@ -28,10 +33,13 @@ from __future__ import annotations
 import datetime
 
 import copy
+import random
 import re
+import time
 from decimal import Decimal, InvalidOperation
 
-from ansible_collections.deployml.mlops.plugins.module_utils.gcp import REGION, GcpApiError, label_errors, wait_operation
+from ansible_collections.deployml.mlops.plugins.module_utils.gcp import (
+    MAX_BACKOFF, REGION, GcpApiError, label_errors, wait_operation)
 from ansible_collections.deployml.mlops.plugins.module_utils.resource import (
     Exact, LocatedResource, ResourceError, differences, prune)
 
@@ -46,6 +54,10 @@ EXECUTION_ENVIRONMENTS = {"gen1": "EXECUTION_ENVIRONMENT_GEN1", "gen2": "EXECUTI
 LATEST_TRAFFIC = [{"type": "TRAFFIC_TARGET_ALLOCATION_TYPE_LATEST", "percent": 100}]
 SUCCEEDED = "CONDITION_SUCCEEDED"
 FAILED = "CONDITION_FAILED"
+# Cloud Run's text when a revision's runtime account cannot read a secret it uses ("...: Permission denied on
+# secret: projects/P/secrets/S/versions/V for Revision service account SA. ..."), reason
+# SECRETS_ACCESS_CHECK_FAILED.
+SECRET_DENIED = "Permission denied on secret"
 
 # Output-only fields of GoogleCloudRunV2Service / GoogleCloudRunV2Job (run.v2 discovery document).
 SERVICE_OUTPUT_ONLY = frozenset((
@@ -877,6 +889,28 @@ def untyped(resource):
     return resource
 
 
+def secret_denied(message):
+    """Whether a failure is a runtime account that cannot (yet) read a secret: worth deploying again."""
+    return SECRET_DENIED in (message or "")
+
+
+def retry_delays(deadline, base=2.0, cap=MAX_BACKOFF, rng=random.random, clock=time.monotonic):
+    """Full-jitter exponential backoff delays, as long as sleeping them ends before deadline (a clock() value)."""
+    attempt = 0
+    while True:
+        delay = rng() * min(cap, base * (2 ** attempt))
+        if clock() + delay > deadline:
+            return
+        attempt += 1
+        yield delay
+
+
+def still_denied(error, timeout):
+    return ResourceError("%s. The runtime service account still cannot read the secret after retrying for up to %ss: "
+                         "grant it roles/secretmanager.secretAccessor on the secret or the project (a grant takes "
+                         "effect within minutes; raise timeout if it was just made)" % (error, timeout))
+
+
 def condition_state(resource):
     return ((resource or {}).get("terminalCondition") or {}).get("state")
 
@@ -931,6 +965,8 @@ class CloudRunResource(LocatedResource):
         super().__init__(module)
         self.wanted = None
         self.failed = False
+        # Redeploys on a secret still out of reach stay within the module's timeout, counted from the start.
+        self.deadline = time.monotonic() + (module.params.get("timeout") or 300)
 
     def validate(self):
         errors = option_errors(self.params, job=self.job)
@@ -984,11 +1020,30 @@ class CloudRunResource(LocatedResource):
     def create_body(self, desired):
         return desired
 
+    def _deployed(self, operation, desired):
+        """_finish, deploying a new revision again while it fails only because its runtime account cannot read
+        a secret yet (a grant still propagating), with backoff within timeout."""
+        delays = retry_delays(self.deadline)
+        while True:
+            try:
+                return self._finish(operation)
+            except ResourceError as exc:
+                if self.job or not secret_denied(str(exc)):
+                    raise
+                delay = next(delays, None)
+                if delay is None:
+                    raise still_denied(exc, self.params["timeout"]) from None
+                self.client._sleep(delay)  # pylint: disable=protected-access  # the client's (test-injectable) sleep
+            # The whole service again (no updateMask), as a new revision even though nothing changed.
+            body = dict((k, v) for k, v in self.create_body(desired).items() if k not in SERVICE_OUTPUT_ONLY)
+            operation = self.client.request("PATCH", API, self.path, resource=self.name,
+                                            params={"forceNewRevision": "true"}, body=body)
+
     def create(self, desired):
         parent = "/v2/projects/%s/locations/%s/%s" % (self.params["project"], self.params["location"], self.collection)
         operation = self.client.request("POST", API, parent, resource=self.name,
                                         params={self.id_param: self.params["name"]}, body=self.create_body(desired))
-        return self._finish(operation)
+        return self._deployed(operation, desired)
 
     def update(self, actual, desired, changed_fields):
         params = {"forceNewRevision": "true"} if self.failed else None
@@ -1003,7 +1058,7 @@ class CloudRunResource(LocatedResource):
                                    if f != "terminalCondition"]:
                 raise
             return current
-        return self._finish(operation)
+        return self._deployed(operation, desired)
 
     def delete(self, actual):
         operation = self.client.request("DELETE", API, self.path, resource=self.name, not_found_ok=True)

@@ -216,6 +216,7 @@ class GcpClient:
         self.timeout = module.params["timeout"]
         self._session = session
         self._sleep = sleep
+        self._enabled = set()  # services Service Usage said are ENABLED (a SERVICE_DISABLED from them is propagation)
 
     @property
     def session(self):
@@ -263,7 +264,8 @@ class GcpClient:
                 if response.status_code == 404 and not_found_ok:
                     return None
                 failure = GcpApiError.from_response(response, resource=resource)
-                if response.status_code not in RETRYABLE_STATUS:
+                if response.status_code not in RETRYABLE_STATUS and not self._enabling(failure, api, url):
+                    self._name_permission(failure)
                     raise failure
                 retry_after = response.headers.get("Retry-After")
             delay = next(delays, None)
@@ -273,6 +275,86 @@ class GcpClient:
             if retry_after and retry_after.isdigit():
                 delay = max(delay, min(float(retry_after), MAX_BACKOFF))
             self._sleep(delay)
+
+    def _enabling(self, failure, api, url):
+        """Whether a failure is a 403 SERVICE_DISABLED from an API that Service Usage says is ENABLED: an
+        enablement still propagating ("wait a few minutes for the action to propagate"), to retry. A service
+        that is really disabled gets a message naming the fix instead, and is not retried."""
+        info = failure.error_info
+        if failure.status != 403 or info.get("reason") != "SERVICE_DISABLED":
+            return False
+        meta = info.get("metadata") or {}
+        service, consumer = meta.get("service"), meta.get("consumer")  # consumer: "projects/NUMBER"
+        if not service or not consumer:
+            return False
+        if service not in self._enabled and api != "serviceusage":  # never ask Service Usage about itself
+            try:
+                state = self.request("GET", "serviceusage", "/v1/%s/services/%s" % (consumer, service),
+                                     resource="%s/services/%s" % (consumer, service)).get("state")
+            except GcpApiError:
+                state = None  # cannot tell: treat as disabled, the message says how to enable it
+            if state == "ENABLED":
+                self._enabled.add(service)
+        if service in self._enabled:
+            return True
+        # Name the project as the user does when the call was about the module's project; else by its number.
+        project = self.module.params.get("project")
+        if not project or not re.search(r"/projects/%s(?:[/:?]|$)" % re.escape(project), url):
+            project = consumer.split("/")[-1]
+        failure.message = ("%s (%s) is not enabled in project %s: enable it with `gcloud services enable %s "
+                           "--project %s`, or list it in project_services for the deployml.mlops project role "
+                           "to enable it. Google said: %s" % (meta.get("serviceTitle") or service, service, project,
+                                                              service, project, failure.message))
+        return False
+
+    def _name_permission(self, failure):
+        """A 403 PERMISSION_DENIED (not SERVICE_DISABLED) is not transient: say which permission the caller lacks,
+        who the caller is, and the role that grants it, so that the fix is one command."""
+        info = failure.error_info
+        if failure.status != 403 or info.get("reason") == "SERVICE_DISABLED" or getattr(failure, "named", False):
+            return
+        if (self.module.params["auth_kind"] or "application") == "anonymous":
+            return  # an emulator's answer: there is no IAM principal to name
+        failure.named = True
+        permission = (info.get("metadata") or {}).get("permission") or permission_in(failure.message)
+        member = self.principal()
+        lacks = "the permission %s" % permission if permission else "a permission (Google did not say which)"
+        hint = ""
+        role = role_for(permission)
+        if role:
+            project = self.module.params.get("project") or "PROJECT"
+            hint = "; %s grants it: `gcloud projects add-iam-policy-binding %s --member=%s --role=%s`" % (
+                role, project, member if ":" in member else "MEMBER", role)
+        failure.message = "%s lacks %s%s. Google said: %s" % (member, lacks, hint, failure.message)
+
+    def principal(self):
+        """Who the calls are made as, as an IAM member ("serviceAccount:x@p.iam.gserviceaccount.com",
+        "user:a@example.com"), or "unknown principal". Asked of tokeninfo only when a call was denied."""
+        if getattr(self, "_principal", None):
+            return self._principal
+        kind = self.module.params["auth_kind"] or "application"
+        credentials = getattr(self.session, "credentials", None)
+        email = getattr(credentials, "service_account_email", None)
+        if kind != "anonymous" and not (email and "@" in email):
+            email = self._tokeninfo_email(getattr(credentials, "token", None))
+        if kind == "anonymous" or not email or "@" not in email:
+            self._principal = "unknown principal"
+        else:
+            self._principal = "%s:%s" % ("serviceAccount" if email.endswith(".gserviceaccount.com") else "user", email)
+        return self._principal
+
+    def _tokeninfo_email(self, token):
+        """The email tokeninfo reports for an access token, or None (no token, no email, no answer)."""
+        if not token:
+            return None
+        import requests
+
+        try:
+            response = requests.get(self.url("oauth2", "/tokeninfo"), params={"access_token": token},
+                                    timeout=REQUEST_TIMEOUT)
+            return response.json().get("email") if response.status_code == 200 else None
+        except (requests.RequestException, ValueError):
+            return None
 
     def get(self, api, path, resource=None, params=None):
         """Read a resource; None when it does not exist."""
@@ -298,6 +380,40 @@ class GcpClient:
                 )
             self._sleep(interval)
             interval = min(max_interval, interval * 1.5)
+
+
+# The predefined role of the least-privilege deployer (playbooks/vars/deployer.yml) that grants a permission, by
+# the permission's prefix, most specific first: only a hint in the message of a PERMISSION_DENIED.
+ROLE_FOR_PERMISSION = (
+    ("iam.serviceAccounts.actAs", "roles/iam.serviceAccountUser"),
+    ("iam.serviceAccounts.", "roles/iam.serviceAccountAdmin"),
+    ("resourcemanager.projects.", "roles/resourcemanager.projectIamAdmin"),
+    ("serviceusage.", "roles/serviceusage.serviceUsageAdmin"),
+    ("cloudsql.", "roles/cloudsql.admin"),
+    ("secretmanager.", "roles/secretmanager.admin"),
+    ("run.", "roles/run.admin"),
+    ("artifactregistry.", "roles/artifactregistry.admin"),
+    ("cloudbuild.builds.", "roles/cloudbuild.builds.editor"),
+    ("cloudscheduler.", "roles/cloudscheduler.admin"),
+    ("storage.", "roles/storage.admin"),
+    ("bigquery.jobs.create", "roles/bigquery.jobUser"),
+    ("bigquery.", "roles/bigquery.dataOwner"),
+)
+PERMISSION_IN_MESSAGE = re.compile(r"""[Pp]ermission[s]? ['"]?([a-z][a-zA-Z0-9]*(?:\.[a-zA-Z0-9]+){2,})""")
+
+
+def permission_in(message):
+    """The IAM permission a denial message names ("Permission 'run.services.get' denied ..."), or None."""
+    match = PERMISSION_IN_MESSAGE.search(message or "")
+    return match.group(1) if match else None
+
+
+def role_for(permission):
+    for prefix, role in ROLE_FOR_PERMISSION:
+        if permission and (permission.lower() == prefix.lower()
+                           or prefix.endswith(".") and permission.lower().startswith(prefix.lower())):
+            return role
+    return None
 
 
 # google.rpc.Code numbers -> (name, HTTP status), for errors carried inside finished operations.

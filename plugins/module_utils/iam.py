@@ -24,11 +24,14 @@ import random
 import re
 import time
 
-from ansible_collections.deployml.mlops.plugins.module_utils.gcp import LOCATION, REGION, GcpApiError
+from ansible_collections.deployml.mlops.plugins.module_utils.gcp import LOCATION, REGION, GcpApiError, backoff_delays
 
 POLICY_VERSION = 3  # the version that can hold conditional bindings; always requested
 MAX_ATTEMPTS = 5    # read-modify-write rounds before giving up on a policy that keeps changing
 PUBLIC_MEMBERS = ("allUsers", "allAuthenticatedUsers")
+# setIamPolicy's answer, 400 INVALID_ARGUMENT, naming a service account IAM does not know (yet).
+MISSING_ACCOUNT = re.compile(r"Service account (\S+@\S+?)\.? does not exist")
+ABSENT_READS = 3  # reads in a row that must not find an account before it counts as absent (as VISIBLE_READS)
 
 EMAIL = re.compile(r"^[^@\s]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+$")
 DOMAIN = re.compile(r"^[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+$")
@@ -397,6 +400,56 @@ class PolicyTarget:
                                    body={"policy": sent} if wrapped else sent)
 
 
+class AccountWait:
+    """Waits while setIamPolicy refuses a service account member with 400 "Service account X does not exist.".
+
+    IAM accepts a new account as a member only some time after creating it (reads are eventually consistent),
+    so that refusal is retried with backoff within the client's timeout. An account that IAM's own GET does not
+    find either, ABSENT_READS times in a row, does not exist: that fails at once, naming it. (A GET that is
+    refused, e.g. for a Google-managed account of another project, tells nothing: the wait goes on.)
+    """
+
+    def __init__(self, client, email, sleep=time.sleep):
+        self.client = client
+        self.email = email
+        self.sleep = sleep
+        self.delays = backoff_delays(client.timeout)
+        self.checked = False
+
+    def _exists(self):
+        """True, False (not found ABSENT_READS times in a row), or None (IAM would not say)."""
+        path = "/v1/projects/-/serviceAccounts/%s" % self.email
+        for attempt in range(ABSENT_READS):
+            try:
+                if self.client.get("iam", path, resource="serviceAccount:%s" % self.email) is not None:
+                    return True
+            except GcpApiError as exc:
+                if exc.status != 403:
+                    raise
+                return None
+            if attempt + 1 < ABSENT_READS:
+                self.sleep(0.5 * (attempt + 1))
+        return False
+
+    def pause(self, failure):
+        """Sleep before the next read-modify-write, or raise when the account does not exist or time is up."""
+        if not self.checked:
+            self.checked = True
+            if self._exists() is False:
+                raise GcpApiError(failure.status, failure.reason,
+                                  "service account %s does not exist: create it first (deployml.mlops."
+                                  "service_account), or check the member (%s)" % (self.email, failure.message),
+                                  resource=failure.resource, method=failure.method)
+        delay = next(self.delays, None)
+        if delay is None:
+            raise GcpApiError(failure.status, failure.reason,
+                              "IAM still refuses service account %s as a member after %ss: %s A new account is "
+                              "accepted after a minute or two; run again, or raise timeout"
+                              % (self.email, self.client.timeout, failure.message),
+                              resource=failure.resource, method=failure.method)
+        self.sleep(delay)
+
+
 class PolicyUpdate:
     """What update_policy() did: the policy first read, the policy now, and whether it changed."""
 
@@ -413,12 +466,15 @@ def update_policy(target, edit, check_mode=False, attempts=MAX_ATTEMPTS, sleep=t
     The write carries the etag that was read. When another writer changed the policy in between (the API
     answers 409 ABORTED, or 412 for Cloud Storage), the edit is applied again to a fresh read, up to
     `attempts` times. A conflict status while the etag has not moved is not a race: it is raised as is.
+    A service account member IAM does not accept yet is waited for (AccountWait), without counting attempts.
     `changed` tells whether the policy first read differed from the final one in what edit() is about,
     which stays right when a write went through but its answer was lost.
     """
-    first = sent_etag = None
+    first = sent_etag = waiting = None
     conflicts = []
-    for attempt in range(attempts):
+    attempt = rounds = 0
+    while attempt < attempts:
+        rounds += 1
         policy = target.read()
         if first is None:
             first = policy
@@ -426,17 +482,24 @@ def update_policy(target, edit, check_mode=False, attempts=MAX_ATTEMPTS, sleep=t
             raise conflicts[-1]
         new = edit(policy)
         if new is None:
-            return PolicyUpdate(first, policy, edit(first) is not None, attempt + 1)
+            return PolicyUpdate(first, policy, edit(first) is not None, rounds)
         if check_mode:
-            return PolicyUpdate(first, new, True, attempt + 1)
+            return PolicyUpdate(first, new, True, rounds)
         sent_etag = policy.get("etag")
         try:
-            return PolicyUpdate(first, target.write(new), True, attempt + 1)
+            return PolicyUpdate(first, target.write(new), True, rounds)
         except GcpApiError as exc:
+            missing = MISSING_ACCOUNT.search(exc.message or "") if exc.status == 400 else None
+            if missing:
+                waiting = waiting or AccountWait(target.client, missing.group(1), sleep)
+                waiting.pause(exc)
+                sent_etag = None  # that write was refused, not raced: an unchanged etag next is no conflict
+                continue
             if exc.status not in target.type.conflict:
                 raise
             conflicts.append(exc)
         sleep(rng() * 0.25 * (2 ** attempt))
+        attempt += 1
     failure = conflicts[-1]
     raise GcpApiError(failure.status, failure.reason,
                       "the IAM policy kept changing concurrently; gave up after %d read-modify-write attempts (%s)"

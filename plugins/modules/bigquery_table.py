@@ -167,26 +167,15 @@ recreated:
 
 import re
 
-from ansible_collections.deployml.mlops.plugins.module_utils.bigquery import table_path
+from ansible_collections.deployml.mlops.plugins.module_utils.bigquery import (
+    MODES, canonical_type, schema_errors, table_path)
 from ansible_collections.deployml.mlops.plugins.module_utils.gcp import GcpModule, label_errors
 from ansible_collections.deployml.mlops.plugins.module_utils.resource import (
     Exact, Resource, ResourceError, converge, int64, patch_body)
 
 TABLE_ID = re.compile(r"^[\w\- ]{1,1024}$")
-COLUMN_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,299}$")
-# BigQuery's REST API names types by their legacy names; standard SQL aliases map onto them.
-TYPE_ALIASES = {"INT64": "INTEGER", "FLOAT64": "FLOAT", "BOOL": "BOOLEAN", "STRUCT": "RECORD",
-                "DECIMAL": "NUMERIC", "BIGDECIMAL": "BIGNUMERIC"}
-TYPES = frozenset(("STRING", "BYTES", "INTEGER", "FLOAT", "NUMERIC", "BIGNUMERIC", "BOOLEAN", "TIMESTAMP",
-                   "DATE", "TIME", "DATETIME", "GEOGRAPHY", "JSON", "INTERVAL", "RANGE", "RECORD"))
-MODES = ("NULLABLE", "REQUIRED", "REPEATED")
 PARTITION_COLUMN_TYPES = ("TIMESTAMP", "DATE", "DATETIME")
 NOT_CLUSTERABLE = ("RECORD", "JSON", "FLOAT", "BYTES", "INTERVAL", "RANGE")
-
-
-def canonical_type(column_type):
-    column_type = (column_type or "").upper()
-    return TYPE_ALIASES.get(column_type, column_type)
 
 
 def canonical_fields(fields):
@@ -200,36 +189,6 @@ def canonical_fields(fields):
             column.pop("description", None)
         result.append(column)
     return result
-
-
-def schema_errors(fields, path=""):
-    """Problems in a user's schema, as messages naming the column."""
-    errors, seen = [], set()
-    for index, field in enumerate(fields or []):
-        name = field.get("name")
-        where = "%s%s" % (path, name) if name else "%scolumn #%d" % (path, index + 1)
-        if not isinstance(name, str) or not COLUMN_NAME.match(name):
-            errors.append("%s: column names use letters, digits and underscores and do not start with a digit"
-                          % where)
-        elif name.lower() in seen:  # BigQuery column names are case-insensitive
-            errors.append("%s: duplicate column name" % where)
-        else:
-            seen.add(name.lower())
-        column_type = canonical_type(field.get("type"))
-        if column_type not in TYPES:
-            errors.append("%s: unknown type %r (use one of %s)" % (where, field.get("type"), ", ".join(sorted(TYPES))))
-        if (field.get("mode") or "NULLABLE").upper() not in MODES:
-            errors.append("%s: unknown mode %r (use one of %s)" % (where, field.get("mode"), ", ".join(MODES)))
-        unknown = set(field) - {"name", "type", "mode", "description", "fields"}
-        if unknown:
-            errors.append("%s: unknown keys %s" % (where, ", ".join(sorted(unknown))))
-        if column_type == "RECORD":
-            if not field.get("fields"):
-                errors.append("%s: a RECORD column needs fields" % where)
-            errors += schema_errors(field.get("fields"), where + ".")
-        elif field.get("fields"):
-            errors.append("%s: only RECORD columns have fields" % where)
-    return errors
 
 
 def plan_schema(wanted, actual, path=""):

@@ -18,7 +18,8 @@ description:
   - An update sends the job as read, with the fields you set changed, together with the etag read, so a
     concurrent change makes the update fail instead of being overwritten.
   - When the job is run (O(execute)), a failed execution fails the task with the execution's error message
-    and its logs URL.
+    and its logs URL. An execution that fails because the job's service account cannot read a secret yet
+    (a role granted moments before) is run again with backoff within O(timeout).
 options:
   name:
     description:
@@ -160,7 +161,8 @@ changed_fields:
 """
 
 from ansible_collections.deployml.mlops.plugins.module_utils.cloudrun import (
-    API, CloudRunResource, argument_spec, build_job, execution_error, execution_summary, succeeded_since_update, untyped)
+    API, CloudRunResource, argument_spec, build_job, execution_error, execution_summary, retry_delays, secret_denied,
+    still_denied, succeeded_since_update, untyped)
 from ansible_collections.deployml.mlops.plugins.module_utils.gcp import GcpApiError, GcpModule, wait_operation
 from ansible_collections.deployml.mlops.plugins.module_utils.resource import ResourceError, converge
 
@@ -180,7 +182,23 @@ class Job(CloudRunResource):
         return build_job(self.params)
 
     def execute(self):
-        """Run the job and wait for the execution; the execution, or a failure with its error message."""
+        """Run the job and wait for the execution; the execution, or a failure with its error message.
+
+        An execution that fails only because the job's account cannot read a secret yet (a grant still
+        propagating) is run again, with backoff within timeout."""
+        delays = retry_delays(self.deadline)
+        while True:
+            try:
+                return self._execute_once()
+            except ResourceError as exc:
+                if not secret_denied(str(exc)):
+                    raise
+                delay = next(delays, None)
+                if delay is None:
+                    raise still_denied(exc, self.params["timeout"]) from None
+                self.client._sleep(delay)  # pylint: disable=protected-access  # the client's (test-injectable) sleep
+
+    def _execute_once(self):
         operation = self.client.request("POST", API, self.path + ":run", resource=self.name, body={})
         self.execution = operation.get("metadata") or None
         name = (self.execution or {}).get("name")

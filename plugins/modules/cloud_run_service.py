@@ -122,6 +122,9 @@ options:
 notes:
   - Creating a service or a revision usually takes from 10 seconds to a few minutes. When O(timeout) runs out,
     the deployment goes on in Cloud Run; running the module again waits for it and then converges.
+  - A revision that fails because its service account cannot read a secret it uses (Permission denied on
+    secret) is deployed again with backoff within O(timeout), as a role granted moments before can take a few
+    minutes to take effect; any other failed revision fails the task at once.
 extends_documentation_fragment:
   - deployml.mlops.cloud_run
   - deployml.mlops.gcp

@@ -21,9 +21,9 @@ description:
     RV(restart_required=true). They are changes of O(tier), O(edition), O(availability_type),
     O(database_flags) (and O(iam_authentication), which is a flag) and O(ip_configuration.private_network).
     Not every database flag restarts the instance, but the module reports any flag change as a restart.
-  - Cloud SQL creates take 5 to 15 minutes and updates that restart the instance several minutes. Raise
-    O(timeout) (for example to V(1800)) for such runs. When the wait times out, the operation goes on in
-    Google Cloud; running the module again waits for it (it never starts a second create) and then converges.
+  - Cloud SQL creates take 5 to 15 minutes and updates that restart the instance several minutes; the default
+    O(timeout) of 30 minutes covers them. When the wait times out, the operation goes on in Google Cloud;
+    running the module again waits for it (it never starts a second create) and then converges.
   - The password of the default database user is not managed here. Use M(deployml.mlops.cloud_sql_user).
 options:
   name:
@@ -31,7 +31,8 @@ options:
       - ID of the instance, without the project.
       - Lowercase letters, digits and hyphens, starting with a letter and not ending with a hyphen. The
         project ID, a colon and the name together may hold at most 98 characters.
-      - The name of a deleted instance stays reserved for up to a week.
+      - The name of a deleted instance stays reserved for up to a week. Creating an instance with such a name
+        fails at once, changes nothing, and says to choose another name (or to wait).
     type: str
     required: true
   state:
@@ -223,6 +224,16 @@ options:
     description:
       - Labels of the instance. When set, these are all its labels; labels not listed are removed.
     type: dict
+  timeout:
+    description:
+      - Seconds to wait for the instance's operations (and to retry requests that fail with HTTP 429, 5xx or
+        a connection error).
+      - Longer than for other modules because Cloud SQL is slow. A create usually takes 5 to 15 minutes and
+        sometimes more, a change that restarts the instance several minutes, a delete a few minutes.
+      - When it runs out the operation goes on in Google Cloud; running the module again waits for it and
+        then converges.
+    type: int
+    default: 1800
 extends_documentation_fragment:
   - deployml.mlops.gcp
   - deployml.mlops.gcp.attributes
@@ -253,7 +264,6 @@ EXAMPLES = r"""
       - {name: max_connections, value: 200}
     labels:
       app: mlops
-    timeout: 1800  # creates take 5-15 minutes
   register: sql
 
 - name: Use the connection name (PROJECT:REGION:INSTANCE) for the Cloud Run socket
@@ -792,8 +802,16 @@ class Instance(Resource):
             operation = self.client.request("POST", API, "%s/instances" % project_path(self.params["project"]),
                                             resource=self.name, body=desired)
         except GcpApiError as exc:
+            # 409 for a name no instance has: Cloud SQL keeps the name of a deleted instance for up to a week.
+            # Not transient on the scale of a run, so fail now with the way out. (A 409 for an instance that
+            # exists is a create retried after a lost answer: the caller reads it.)
             if exc.status == 409 and self._get() is None:
-                exc.message += " (the name of a deleted instance stays reserved for up to a week; choose another name)"
+                raise ResourceError(
+                    "%s %s was not created: the name %s is still reserved, as Cloud SQL keeps the name of a deleted "
+                    "instance for up to a week after the deletion (Cloud SQL answered: %s). Nothing was changed. "
+                    "Choose another name (with the deployml.mlops roles: the inventory variable "
+                    "mlops_cloudsql_instance) and run again, or wait until the week has passed"
+                    % (self.kind, self.name, self.params["name"], exc.message)) from None
             raise
         self._wait(operation)
         return self._get()
@@ -896,6 +914,7 @@ def main():
             ),
             deletion_protection=dict(type="bool", default=True),
             labels=dict(type="dict"),
+            timeout=dict(type="int", default=1800),
         ),
         required_if=[("state", "present", ("database_version", "region", "tier"))],
     )

@@ -15,6 +15,9 @@ description:
   - The policy is read at version 3 and written back with the etag that was read. When someone else changes
     the policy in between, the API refuses the write and the change is applied again to a fresh read (up to
     5 times), so a concurrent change is never overwritten.
+  - IAM refuses a service account created a moment ago as a member ("Service account X does not exist.") for a
+    minute or two. That refusal is retried, from a fresh read each time, with backoff within O(timeout); an
+    account that IAM does not find at all fails at once, naming it.
   - Removing the last member of a binding removes the binding.
   - Granting a role to V(allUsers) or V(allAuthenticatedUsers) makes the resource public; it is refused unless
     O(allow_public=true).

@@ -15,6 +15,13 @@ description:
     are changed. Services are enabled in batches of at most 20 (C(services:batchEnable)), and the module waits
     for each long-running operation to finish.
   - Enabling a service also enables the services it depends on; Service Usage does that by itself.
+  - An API that was just enabled keeps answering C(403 SERVICE_DISABLED) for a few minutes, until the change has
+    reached every Google system. After enabling, the module therefore waits (polling with backoff within
+    O(timeout)) until each API it enabled answers a cheap read, such as listing one secret, without that error;
+    any other answer, even a permission denied, shows the API is on. This is done for the APIs the collection
+    calls (Cloud Run, Cloud SQL Admin, Secret Manager, IAM, Resource Manager, Artifact Registry, Cloud Build,
+    Cloud Scheduler, BigQuery, Cloud Storage); other services are not waited for. A run that changes nothing
+    makes no such read.
   - A run that times out leaves the operation running in Google Cloud; running the task again converges.
 options:
   services:
@@ -96,6 +103,22 @@ PROJECT_ID = re.compile(r"^([a-z][a-z0-9.-]*:)?[a-z][a-z0-9-]{4,28}[a-z0-9]$|^[0
 SERVICE_NAME = re.compile(r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)+$")
 BATCH_ENABLE = 20  # services:batchEnable takes at most 20 services
 BATCH_GET = 30     # services:batchGet reads at most 30
+PROBE_REGION = "us-central1"  # any region: a regional list proves the API answers, whatever it lists
+# Service -> (API key in gcp.APIS, path of a cheap read in project %(p)s, query): one call that is refused with
+# SERVICE_DISABLED while the service is not usable, and answers otherwise (even 403/404 show it is on).
+PROBES = {
+    "run.googleapis.com": ("run", "/v2/projects/%(p)s/locations/%(r)s/services", {"pageSize": 1}),
+    "sqladmin.googleapis.com": ("sqladmin", "/sql/v1beta4/projects/%(p)s/instances", {"maxResults": 1}),
+    "secretmanager.googleapis.com": ("secretmanager", "/v1/projects/%(p)s/secrets", {"pageSize": 1}),
+    "iam.googleapis.com": ("iam", "/v1/projects/%(p)s/serviceAccounts", {"pageSize": 1}),
+    "cloudresourcemanager.googleapis.com": ("cloudresourcemanager", "/v3/projects/%(p)s", None),
+    "artifactregistry.googleapis.com": ("artifactregistry", "/v1/projects/%(p)s/locations/%(r)s/repositories",
+                                        {"pageSize": 1}),
+    "cloudbuild.googleapis.com": ("cloudbuild", "/v1/projects/%(p)s/builds", {"pageSize": 1}),
+    "cloudscheduler.googleapis.com": ("cloudscheduler", "/v1/projects/%(p)s/locations/%(r)s/jobs", {"pageSize": 1}),
+    "bigquery.googleapis.com": ("bigquery", "/bigquery/v2/projects/%(p)s/datasets", {"maxResults": 1}),
+    "storage.googleapis.com": ("storage", "/storage/v1/b", {"project": "%(p)s", "maxResults": 1}),
+}
 
 
 def _chunks(items, size):
@@ -129,6 +152,26 @@ class ProjectServices:
                                             resource=self.label(chunk), body={"serviceIds": chunk})
             wait_operation(self.client, API, operation, resource=self.label(chunk))
             done.extend(chunk)
+        for service in services:
+            self.wait_usable(service)
+
+    def wait_usable(self, service):
+        """Return once an enabled service answers a cheap read without SERVICE_DISABLED.
+
+        The request path (gcp.py) retries a SERVICE_DISABLED with backoff within timeout while Service Usage
+        says the service is ENABLED, so one request is the whole wait; any other failure is an answer of the
+        API, which proves it is on."""
+        if service not in PROBES:
+            return
+        api, path, query = PROBES[service]
+        where = {"p": self.module.params["project"], "r": PROBE_REGION}
+        query = {k: v % where if isinstance(v, str) else v for k, v in (query or {}).items()}
+        try:
+            self.client.request("GET", api, path % where, params=query or None,
+                                resource="%s (waiting until it answers after being enabled)" % service)
+        except GcpApiError as exc:
+            if exc.error_info.get("reason") == "SERVICE_DISABLED":
+                raise
 
     def disable(self, services, done):
         p = self.module.params

@@ -13,6 +13,10 @@ description:
   - Create, update, disable, enable or delete a service account through the IAM API v1.
   - Only the options you set are compared with the account; display name and description are changed with
     a PATCH that names them in its update mask, and O(disabled) with the C(:disable) and C(:enable) methods.
+  - A new account is not seen at once by every part of IAM (reads are eventually consistent), so the module
+    returns from a create only once three reads in a row have found the account (polling with backoff within
+    O(timeout)), and a next task can use it. Granting a role to a new account may still be refused for a
+    while; M(deployml.mlops.iam_member) retries that.
   - The account is deleted only with O(state=absent). A deleted account can be undeleted for 30 days (not by
     this module); a new account with the same ID is a different principal, and grants to the old one do not
     apply to it.
@@ -93,13 +97,16 @@ changed_fields:
 
 import re
 
-from ansible_collections.deployml.mlops.plugins.module_utils.gcp import GcpModule
+from ansible_collections.deployml.mlops.plugins.module_utils.gcp import GcpApiError, GcpModule
 from ansible_collections.deployml.mlops.plugins.module_utils.iam import service_account_email
 from ansible_collections.deployml.mlops.plugins.module_utils.resource import Resource, ResourceError, converge
 
 API = "iam"
 ACCOUNT_ID = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])$")
 EDITABLE = ("displayName", "description")  # the fields a PATCH may change
+# Consecutive successful reads after which a new account counts as visible: IAM reads are eventually
+# consistent, and one successful read right after create can be followed by a 404 (magic-modules PR #14447).
+VISIBLE_READS = 3
 
 
 class ServiceAccount(Resource):
@@ -146,6 +153,31 @@ class ServiceAccount(Resource):
     def read(self):
         return self.client.get(API, self.path, resource=self.name)
 
+    def wait_visible(self):
+        """Poll the new account with backoff within timeout until VISIBLE_READS reads in a row find it; return
+        the last one. IAM answers 404, or 403, for an account it does not see yet (magic-modules #6053, #11811)."""
+        seen = {"count": 0}
+
+        def poll():
+            try:
+                account = self.client.get(API, self.path, resource=self.name)
+            except GcpApiError as exc:
+                if exc.status != 403:
+                    raise
+                account = None
+            seen["count"] = seen["count"] + 1 if account else 0
+            return account
+
+        try:
+            return self.client.wait(poll, lambda _account: seen["count"] >= VISIBLE_READS, resource=self.name,
+                                    interval=0.5, max_interval=5.0)
+        except GcpApiError as exc:
+            if exc.reason != "TIMEOUT":
+                raise
+            raise GcpApiError(None, "TIMEOUT", "the service account was created but IAM did not show it in %d reads "
+                              "in a row within %ss (IAM is eventually consistent); run again, or raise timeout"
+                              % (VISIBLE_READS, self.client.timeout), resource=self.name) from None
+
     def _set_disabled(self, disabled):
         self.client.request("POST", API, "%s:%s" % (self.path, "disable" if disabled else "enable"),
                             resource=self.name, body={})
@@ -155,6 +187,7 @@ class ServiceAccount(Resource):
         created = self.client.request("POST", API, "/v1/projects/%s/serviceAccounts" % self.params["project"],
                                       resource=self.name,
                                       body={"accountId": self.params["account_id"], "serviceAccount": account})
+        created = self.wait_visible() or created
         if desired.get("disabled"):
             self._set_disabled(True)
             created = dict(created, disabled=True)

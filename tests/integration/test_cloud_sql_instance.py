@@ -347,3 +347,20 @@ def test_a_timed_out_update_is_waited_for_then_converges(instance, fake_gcp):
     assert instance.settings()["tier"] == "db-custom-2-7680"
     fake_gcp.operation_polls = 1
     instance.unprotect_and_delete()
+
+
+def test_a_name_still_reserved_after_a_deletion_fails_clearly_and_another_name_converges(instance, fake_gcp):
+    assert instance.run()["rc"] == 0
+    instance.unprotect_and_delete()
+    fake_gcp.clear()
+    again = instance.run()
+    assert again["rc"] == 1, again
+    assert "the name %s is still reserved" % instance.name in again["msg"]
+    assert "up to a week after the deletion" in again["msg"] and "Nothing was changed" in again["msg"]
+    assert "inventory variable mlops_cloudsql_instance" in again["msg"]
+    assert "you can't reuse the name of the deleted instance until one week" in again["msg"], "Google's own words"
+    assert writes(fake_gcp) == [("POST", SQL + "/instances")], "only the refused create"
+    renamed = instance.run(name=instance.name + "-b")
+    assert renamed["rc"] == 0 and renamed["changed"] is True, renamed
+    instance.run(name=instance.name + "-b", deletion_protection=False)
+    assert instance.run(name=instance.name + "-b", state="absent")["rc"] == 0

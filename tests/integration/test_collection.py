@@ -50,7 +50,8 @@ def test_module_docs_render(installed, module):
     assert proc.returncode == 0, proc.stderr
     doc = json.loads(proc.stdout)["deployml.mlops." + module]["doc"]
     assert doc["attributes"]["check_mode"]["support"] == "full"
-    assert doc["attributes"]["diff_mode"]["support"] == "full"
+    # The preflight changes nothing, so it has no diff.
+    assert doc["attributes"]["diff_mode"]["support"] == ("none" if module == "project_preflight" else "full")
     assert "project" in doc["options"] and doc["options"]["access_token"]["type"] == "str"
 
 

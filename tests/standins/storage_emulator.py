@@ -1,7 +1,8 @@
 """gcp-storage-emulator, started with fidelity fixes so it answers bucket inserts and patches the way GCS does.
 
 The emulator ignores every setting of a bucket insert (location, labels, versioning, IAM configuration,
-lifecycle...) and keeps only the name, while a PATCH stores them. GCS applies them at insert. Its bucket
+lifecycle...) and keeps only the name, while a PATCH stores them; it gives every bucket project number 1234
+where GCS gives the owning project's (here the number the fake control plane gives that project id). GCS applies them at insert. Its bucket
 PATCH replaces a map field as a whole and stores null values, and ignores ifMetagenerationMatch; GCS merges
 maps (null removes a key, which is how a label is removed) and answers 412 when the precondition fails.
 Its bucket IAM policy is stored as sent: the client's etag is kept, a stale etag is accepted and conditions
@@ -23,6 +24,8 @@ from http import HTTPStatus
 
 from gcp_storage_emulator.handlers import buckets
 
+from tests.standins.fakegcp.util import project_number
+
 _emulator_insert = buckets.insert
 
 
@@ -35,6 +38,9 @@ def insert_with_settings(request, response, storage, *args, **kwargs):
         if settings.get("location"):
             settings["location"] = settings["location"].upper()  # GCS reports locations in capitals
         bucket = buckets._patch_bucket(bucket, settings)
+        project = (request.query.get("project") or [None])[0]
+        if project:  # GCS reports the owning project's number (the fake control plane's number for that id)
+            bucket["projectNumber"] = project_number(project)
         bucket["metageneration"] = "1"
         storage.create_bucket(name, bucket)
         response.json(bucket)

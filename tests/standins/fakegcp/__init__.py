@@ -11,16 +11,19 @@ file and list its class in API_CLASSES.
 from __future__ import annotations
 
 from tests.standins.fakegcp.artifactregistry import ArtifactRegistry
+from tests.standins.fakegcp.cloudbilling import CloudBilling
 from tests.standins.fakegcp.cloudbuild import CloudBuild
 from tests.standins.fakegcp.cloudscheduler import CloudScheduler
 from tests.standins.fakegcp.iam import Iam
+from tests.standins.fakegcp.oauth2 import OAuth2
 from tests.standins.fakegcp.resourcemanager import ResourceManager
 from tests.standins.fakegcp.run import Run
 from tests.standins.fakegcp.secretmanager import SecretManager
 from tests.standins.fakegcp.serviceusage import ServiceUsage
 from tests.standins.fakegcp.sqladmin import SqlAdmin
 
-API_CLASSES = [ResourceManager, Iam, ServiceUsage, SecretManager, SqlAdmin, ArtifactRegistry, CloudBuild, CloudScheduler, Run]
+API_CLASSES = [ResourceManager, Iam, ServiceUsage, SecretManager, SqlAdmin, ArtifactRegistry, CloudBuild, CloudScheduler, Run,
+               CloudBilling, OAuth2]
 
 from tests.standins.fakegcp.server import Call, FakeGcp  # noqa: E402  pylint: disable=wrong-import-position
 

@@ -111,10 +111,12 @@ class Api:
         return self.fake.policies
 
     # ---- google.longrunning operations (Service Usage, and Cloud Run, Artifact Registry ... next) -----------
-    def start_lro(self, name, finish=None, metadata=None):
-        """Start a google.longrunning operation named `name`; finish(ok) applies the change and returns the
-        operation's response when ok. Returns the operation as the starting call answers it."""
-        return render_lro(self.operations.start(name, self.name, finish=finish, metadata=metadata))
+    def start_lro(self, name, finish=None, metadata=None, kind=None, target=None):
+        """Start a google.longrunning operation named `name` of `kind` (a key of durations.DURATIONS) on
+        `target` (a resource name); finish(ok) applies the change and returns the operation's response when
+        ok. Returns the operation as the starting call answers it."""
+        return render_lro(self.operations.start(name, self.name, finish=finish, metadata=metadata, kind=kind,
+                                                target=target))
 
     def poll_lro(self, name):
         """The operations.get answer for `name` (counts one poll); 404 for an unknown operation."""

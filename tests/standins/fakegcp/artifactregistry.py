@@ -233,13 +233,13 @@ class ArtifactRegistry(Api):
             entry["ready"] = True
             return dict(deep(repo), **{"@type": TYPE + "Repository"})
 
-        operation = self._lro(project_id, location, finish)
+        operation = self._lro(project_id, location, finish, "artifactregistry.repository.create", repo["name"])
         entry["operation"] = operation["name"]
         return operation
 
-    def _lro(self, project_id, location, finish):
+    def _lro(self, project_id, location, finish, kind, target):
         name = "projects/%s/locations/%s/operations/%s" % (project_id, location, uuid.uuid4())
-        return deep(self.start_lro(name, finish, {"@type": TYPE + "OperationMetadata"}))
+        return deep(self.start_lro(name, finish, {"@type": TYPE + "OperationMetadata"}, kind=kind, target=target))
 
     @handles("artifactregistry.projects.locations.repositories.get")
     def get_repository(self, req):
@@ -313,7 +313,7 @@ class ArtifactRegistry(Api):
                 return {"@type": "type.googleapis.com/google.protobuf.Empty"}
             return None
 
-        return self._lro(project_id, location, finish)
+        return self._lro(project_id, location, finish, "artifactregistry.repository.delete", entry["repo"]["name"])
 
     @handles("artifactregistry.projects.locations.operations.get")
     def get_operation(self, req):

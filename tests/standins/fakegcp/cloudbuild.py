@@ -4,8 +4,10 @@ As Google:
 - create answers a google.longrunning operation whose metadata is {@type BuildOperationMetadata, build};
   regional operations are projects/NUMBER/locations/L/operations/ID, global ones operations/build/PROJECT/ID;
 - a build is QUEUED when created, WORKING from the first poll (builds.get or operations.get) and finishes
-  on the fake.operation_polls-th poll: SUCCESS, with results.images [{name, digest}] for every entry of
-  `images` (each pushed into the fake Artifact Registry), or FAILURE with statusDetail and failureInfo;
+  on the fake.operation_polls-th poll (with fake.realism.timed_operations: WORKING once its queue time has
+  passed, finished after its build time, see durations.py): SUCCESS, with results.images [{name, digest}]
+  for every entry of `images` (each pushed into the fake Artifact Registry), or FAILURE with statusDetail
+  and failureInfo;
   the operation then has the Build as response, or error {code 2, "Build failed; check build logs for
   details"};
 - the build is named projects/NUMBER/locations/L/builds/ID and carries logUrl, logsBucket, timeout
@@ -243,7 +245,10 @@ class CloudBuild(Api):
             self._end(entry, "SUCCESS")
             return dict(deep(entry["build"]), **{"@type": TYPE + "Build"})
 
-        self.operations.start(op_name, self.name, finish=finish, metadata=self._metadata(build))
+        # The build waits QUEUED for a worker (the queue stage), then runs WORKING until it finishes.
+        self.operations.start(op_name, self.name, finish=finish, metadata=self._metadata(build),
+                              kind="cloudbuild.build", target=build["name"],
+                              stages=[("cloudbuild.queue", lambda: self._working(entry))])
         return self._render(entry)
 
     def _push(self, build):
@@ -315,17 +320,23 @@ class CloudBuild(Api):
     def _metadata(build):
         return {"@type": TYPE + "BuildOperationMetadata", "build": deep(build)}
 
-    def _advance(self, entry):
-        """One poll: counts towards the operation's completion; a queued build starts WORKING."""
-        op = self.operations.poll(entry["operation"])
+    def _working(self, entry):
+        """A worker picked the build up: it leaves QUEUED (unless it already ended, e.g. cancelled)."""
         build = entry["build"]
-        if op is not None and not op.done and build["status"] == "QUEUED":
-            build["status"] = "WORKING"
-            build["startTime"] = now()
-            for step in build["steps"]:
-                step["status"] = "WORKING" if step is build["steps"][0] else "QUEUED"
+        if build["status"] != "QUEUED" or entry["cancelled"]:
+            return
+        build["status"] = "WORKING"
+        build["startTime"] = now()
+        for step in build["steps"]:
+            step["status"] = "WORKING" if step is build["steps"][0] else "QUEUED"
+        op = self.operations.get(entry["operation"])
+        if op is not None:
             op.metadata = self._metadata(build)
-        return op
+
+    def _advance(self, entry):
+        """A read of the build or its operation: by polls it counts as a poll (the first one starts a queued
+        build WORKING); by time the build moves on by itself."""
+        return self.operations.poll(entry["operation"])
 
     def _render(self, entry):
         op = self.operations.get(entry["operation"])

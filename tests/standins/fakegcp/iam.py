@@ -2,6 +2,11 @@
 
 A service account is addressed as projects/P/serviceAccounts/{EMAIL or UNIQUE_ID} (P may be "-").
 Deleting one turns its bindings everywhere into deleted:serviceAccount:EMAIL?uid=UNIQUE_ID, as IAM does.
+
+Propagation (fake.realism.propagation): IAM is eventually consistent. For durations "iam.serviceaccount.member"
+after its creation an account is refused as a policy member everywhere, 400 "Service account EMAIL does not
+exist." (iam_policy.py asks known_as_member()), and for the shorter "iam.serviceaccount.get" a GET of it
+answers 404 as if it did not exist yet.
 """
 
 from __future__ import annotations
@@ -10,6 +15,7 @@ import hashlib
 import re
 
 from tests.standins.fakegcp.api import Api, handles
+from tests.standins.fakegcp.durations import duration
 from tests.standins.fakegcp.errors import already_exists, invalid, not_found
 from tests.standins.fakegcp.util import deep, mask_paths, new_etag, paginate
 
@@ -24,6 +30,7 @@ class Iam(Api):
     def reset(self):
         super().reset()
         self.state["serviceAccounts"] = {}
+        self.state["created_at"] = {}  # email -> realism clock at creation (for propagation)
 
     @property
     def accounts(self):
@@ -34,6 +41,18 @@ class Iam(Api):
         if ref in self.accounts:
             return self.accounts[ref]
         return next((a for a in self.accounts.values() if a["uniqueId"] == ref), None)
+
+    def _propagating(self, email, kind):
+        """Whether an account created less than the delay `kind` (durations.py) ago is still unseen."""
+        realism = self.fake.realism
+        created = self.state["created_at"].get(email)
+        return bool(realism.propagation and created is not None
+                    and realism.now() - created < realism.seconds(duration(kind)))
+
+    def known_as_member(self, email):
+        """Whether IAM accepts the account as a member in a policy: it exists and its creation has propagated."""
+        account = self.find_account(email)
+        return account is not None and not self._propagating(account["email"], "iam.serviceaccount.member")
 
     def _account(self, name):
         """The account named projects/P/serviceAccounts/REF; 404 as IAM says it."""
@@ -83,11 +102,15 @@ class Iam(Api):
             if given.get(field):
                 account[field] = given[field]
         self.accounts[email] = account
+        self.state["created_at"][email] = self.fake.realism.now()
         return self._view(account)
 
     @handles("iam.projects.serviceAccounts.get")
     def get(self, req):
-        return self._view(self._account(req["name"]))
+        account = self._account(req["name"])
+        if self._propagating(account["email"], "iam.serviceaccount.get"):
+            raise not_found("Unknown service account")  # eventual consistency: not seen by every reader yet
+        return self._view(account)
 
     @handles("iam.projects.serviceAccounts.list")
     def list(self, req):
@@ -135,6 +158,7 @@ class Iam(Api):
     def delete(self, req):
         account = self._account(req["name"])
         del self.accounts[account["email"]]
+        self.state["created_at"].pop(account["email"], None)
         self.policies.drop("iam:%s" % account["email"])
         self.policies.replace_member("serviceAccount:%s" % account["email"],
                                      "deleted:serviceAccount:%s?uid=%s" % (account["email"], account["uniqueId"]))

@@ -5,8 +5,13 @@ Policies are stored in fake.state["policies"] by key "<api>:<resource name>". As
 - the etag changes on every set; an empty policy's etag is "ACAB".
 - conditional bindings need version 3 (and a title and expression); reading a policy with conditions at a
   lower requested version returns the conditional roles renamed "<role>_withcond_<hash>".
-- members need a known type prefix; roles must be roles/x, projects/P/roles/x or organizations/O/roles/x.
-- a user-managed service account named in a binding must exist (400 otherwise).
+- members need a known type prefix; roles must be roles/x, projects/P/roles/x or organizations/O/roles/x,
+  and a predefined role must be one Google has (the catalog in permissions.py): 400 "Role roles/x is not
+  supported for this resource." otherwise (terraform-provider-google #9130, terraform-google-iam #219).
+- each (role, member) binding remembers when it appeared: with fake.realism.propagation it counts in permission
+  checks only after the IAM propagation delay (effective()).
+- a user-managed service account named in a binding must exist (400 otherwise), and, with
+  fake.realism.propagation, have existed for a while (IAM accepts a new account after a delay, see iam.py).
 """
 
 from __future__ import annotations
@@ -16,7 +21,9 @@ import hashlib
 import json
 import re
 
+from tests.standins.fakegcp.durations import DURATIONS
 from tests.standins.fakegcp.errors import aborted, invalid
+from tests.standins.fakegcp.permissions import NOT_SUPPORTED as ROLE_NOT_SUPPORTED, known_role
 from tests.standins.fakegcp.util import new_etag
 
 EMPTY_ETAG = "ACAB"
@@ -121,11 +128,50 @@ class PolicyStore:
             stored["auditConfigs"] = copy.deepcopy(new.get("auditConfigs") or [])
         stored["version"] = 3 if any(b.get("condition") for b in stored["bindings"]) else 1
         stored["etag"] = new_etag()
+        self._stamp_grants(key, current["bindings"], stored["bindings"])
         self.data[key] = stored
         return _render(copy.deepcopy(stored))
 
+    # ---- when grants take effect (fake.realism.propagation; read by permissions.py) -----------------------------
+    @property
+    def grant_times(self):
+        """{policy key: {"ROLE MEMBER": realism clock when the binding appeared}}; a binding without an entry
+        (seeded, or granted by fake.add_principal) has always been effective."""
+        return self.fake.state.setdefault("policy_grant_times", {})
+
+    def _stamp_grants(self, key, before, after):
+        if getattr(self.fake, "realism", None) is None:
+            return  # a store outside FakeGcp (the BigQuery emulator's table policies): no propagation
+        old = {(b["role"], m) for b in before for m in b["members"]}
+        times = self.grant_times.get(key, {})
+        stamped = {}
+        for binding in after:
+            for member in binding["members"]:
+                label = "%s %s" % (binding["role"], member)
+                if (binding["role"], member) not in old:
+                    stamped[label] = self.fake.realism.now()
+                elif label in times:
+                    stamped[label] = times[label]
+        self.grant_times[key] = stamped
+
+    def grant_now(self, key, role, member):
+        """Add member to role on a policy, effective at once (test setup: fake.add_principal)."""
+        policy = self.data.get(key) or {"version": 1, "etag": new_etag(), "bindings": []}
+        policy["bindings"] = _normalize(policy["bindings"] + [{"role": role, "members": [member]}])
+        policy["etag"] = new_etag()
+        self.data[key] = policy
+        self.grant_times.get(key, {}).pop("%s %s" % (role, member), None)
+
+    def effective(self, key, role, member):
+        """Whether a (role, member) binding counts in permission checks yet: with fake.realism.propagation, only
+        once it is older than the IAM propagation delay (durations.py "iam.grant.propagation")."""
+        since = self.grant_times.get(key, {}).get("%s %s" % (role, member))
+        if since is None or not getattr(self.fake, "realism", None) or not self.fake.realism.propagation:
+            return True
+        return self.fake.realism.now() - since >= self.fake.realism.seconds(DURATIONS["iam.grant.propagation"])
+
     def _check_bindings(self, bindings, version):
-        exists = self.fake.service_account_exists
+        exists = self._member_exists()
         for index, binding in enumerate(bindings):
             where = "policy.bindings[%d]" % index
             role = binding.get("role")
@@ -134,6 +180,8 @@ class PolicyStore:
             if not ROLE.match(role):
                 raise invalid("Role %s is not a valid role name: use roles/NAME, projects/PROJECT/roles/NAME or "
                               "organizations/ORG/roles/NAME." % role, field=where + ".role")
+            if not known_role(role):  # Google's answer for a predefined role that does not exist
+                raise invalid(ROLE_NOT_SUPPORTED % role, field=where + ".role")
             for member in binding.get("members") or []:
                 problem = member_problem(member, exists)
                 if problem:
@@ -149,6 +197,12 @@ class PolicyStore:
                 if not condition.get("title"):
                     raise invalid("Invalid policy: condition of binding %d has no title." % index,
                                   field=where + ".condition.title")
+
+    def _member_exists(self):
+        """The account_exists hook of member_problem: IAM's view of an account as a member when the fake serves
+        IAM (it lags behind creation, see iam.py), else the fake's own hook (None: not checked)."""
+        iam = (getattr(self.fake, "apis", None) or {}).get("iam")
+        return iam.known_as_member if iam is not None else self.fake.service_account_exists
 
     def replace_member(self, old, new):
         """Rename a member in every policy (a deleted service account becomes deleted:serviceAccount:...)."""

@@ -18,6 +18,9 @@ As Cloud Run:
   serving revision, sets terminalCondition CONDITION_FAILED with its reason, and the operation ends with
   code 9 FAILED_PRECONDITION "Revision 'X' is not ready and cannot serve traffic. <message>";
 - a failed operation (fake.fail_operations) rolls the change back (a failed create leaves no resource);
+- with fake.realism.permissions or .propagation on, a revision (or execution) whose runtime account cannot (yet)
+  read a secret it uses fails the same way, reason SECRETS_ACCESS_CHECK_FAILED, with Google's "Permission denied
+  on secret" text (permissions.secret_denial);
 - beyond the schema: ids, images, cpu/memory values and combinations, concurrency, timeouts, scaling, env
   names (unique, not reserved), Secret Manager references (the secret and version must exist in the fake),
   service accounts (a user-managed one must exist in the fake IAM), volumes and mounts, Cloud SQL
@@ -37,16 +40,17 @@ import uuid
 
 from tests.standins.fakegcp.api import Api, handles
 from tests.standins.fakegcp.discovery import is_output_only, snake
-from tests.standins.fakegcp.errors import aborted, already_exists, failed_precondition, invalid, not_found
+from tests.standins.fakegcp.errors import ApiError, aborted, already_exists, failed_precondition, invalid, not_found
 from tests.standins.fakegcp.iam_policy import USER_MANAGED_SA
 from tests.standins.fakegcp.operations import render_lro
+from tests.standins.fakegcp.permissions import secret_denial
+from tests.standins.fakegcp.regions import CLOUD_RUN
 from tests.standins.fakegcp.util import apply_mask, deep, label_problems, mask_paths, new_etag, now, paginate
 
 TYPE = "type.googleapis.com/google.cloud.run.v2."
 SERVICE_ID = re.compile(r"^[a-z](?:[-a-z0-9]{0,47}[a-z0-9])?$")
 JOB_ID = re.compile(r"^[a-z](?:[-a-z0-9]{0,61}[a-z0-9])?$")
 REVISION_ID = re.compile(r"^[a-z](?:[-a-z0-9]{0,61}[a-z0-9])?$")
-LOCATION = re.compile(r"^[a-z]+(?:-[a-z]+)+[0-9]{1,2}$")
 CPU = re.compile(r"^(?:([0-9]+)m|([0-9]+(?:\.[0-9]+)?))$")
 QUANTITY = re.compile(r"^([0-9]+(?:\.[0-9]+)?)(Ki|Mi|Gi|Ti|k|M|G|T)?$")
 UNITS = {None: 1, "k": 10 ** 3, "M": 10 ** 6, "G": 10 ** 9, "T": 10 ** 12,
@@ -60,8 +64,13 @@ RESERVED_ENV = {"service": ("PORT", "K_SERVICE", "K_REVISION", "K_CONFIGURATION"
                         "CLOUD_RUN_TASK_COUNT")}
 LIMIT_KEYS = ("cpu", "memory", "nvidia.com/gpu")
 CPU_STEPS = (1000, 2000, 4000, 6000, 8000)
-# memory above the key needs at least this many millicpus
-CPU_FOR_MEMORY = ((24 * 2 ** 30, 8000), (16 * 2 ** 30, 6000), (8 * 2 ** 30, 4000), (4 * 2 ** 30, 2000))
+GIB, MIB = 2 ** 30, 2 ** 20
+# The memory each CPU setting allows: (millicpu below which the row applies, least, most). Cloud Run docs
+# "Configure CPU limits" (vCPU and memory table; below 0.5 vCPU at most 512MiB, below 1 vCPU at most 1GiB) and
+# "Configure memory limits" (more than 4/8/16/24 GiB needs at least 2/4/6/8 CPU).
+MEMORY_FOR_CPU = ((500, 128 * MIB, 512 * MIB), (1000, 128 * MIB, GIB), (1001, 128 * MIB, 4 * GIB),
+                  (2001, 128 * MIB, 8 * GIB), (4001, 2 * GIB, 16 * GIB), (6001, 4 * GIB, 24 * GIB),
+                  (8001, 4 * GIB, 32 * GIB))
 REGION_CODES = {
     "us-central1": "uc", "us-east1": "ue", "us-east4": "uk", "us-east5": "ul", "us-south1": "vp", "us-west1": "uw",
     "us-west2": "wl", "us-west3": "wm", "us-west4": "wn", "europe-west1": "ew", "europe-west2": "nw",
@@ -120,6 +129,11 @@ def quantity(value):
     if not match:
         return None
     return float(match.group(1)) * UNITS[match.group(2)]
+
+
+def size(value):
+    """A byte count as Cloud Run writes it in messages: 512Mi, 4Gi."""
+    return "%dGi" % (value // GIB) if value % GIB == 0 else "%dMi" % (value // MIB)
 
 
 def region_code(location):
@@ -212,8 +226,10 @@ class Run(Api):
         parts = parent.split("/")
         project_id, number = self.projects.resolve(parts[1])
         location = parts[3]
-        if not (LOCATION.match(location) or (allow_any and location == "-")):
-            raise invalid("Location '%s' is not a valid Cloud Run region." % location, field="parent")
+        if location not in CLOUD_RUN and not (allow_any and location == "-"):
+            # Google's answer for a region Cloud Run does not offer (turbot/steampipe-plugin-gcp #696).
+            raise ApiError(400, "region: Unsupported region %s" % location, field="region",
+                           description="Unsupported region %s" % location)
         return project_id, number, location
 
     def _op_name(self, project_id, location):
@@ -464,10 +480,13 @@ class Run(Api):
         if not 128 * 2 ** 20 <= memory <= 32 * 2 ** 30:
             raise invalid("%s.resources.limits.memory: '%s' is out of range: memory must be between 128Mi and 32Gi."
                           % (cw, limits["memory"]), field=cw + ".resources.limits")
-        for floor, needed in CPU_FOR_MEMORY:
-            if memory > floor and cpu < needed:
-                raise invalid("%s.resources.limits: memory %s requires at least %d CPU, got '%s'."
-                              % (cw, limits["memory"], needed // 1000, limits["cpu"]), field=cw + ".resources.limits")
+        least, most = next((low, high) for below, low, high in MEMORY_FOR_CPU if cpu < below)
+        if not least <= memory <= most:
+            # As Cloud Run words it (gcloud run deploy: "For 1.0 CPU, memory must be between 128Mi and 4Gi
+            # inclusive.", googleapis/repo-automation-bots #3875).
+            raise invalid("%s.resources.limits.memory: Invalid value specified for memory. For %s CPU, memory must "
+                          "be between %s and %s inclusive." % (cw, cpu / 1000.0, size(least), size(most)),
+                          field=cw + ".resources.limits")
         if template.get("executionEnvironment") == "EXECUTION_ENVIRONMENT_GEN2" and memory < 512 * 2 ** 20:
             raise invalid("%s.resources.limits.memory: the second generation execution environment requires at least "
                           "512Mi of memory." % cw, field=cw + ".resources.limits")
@@ -668,7 +687,8 @@ class Run(Api):
         def finish(ok):
             return self._service_done(key, revision, previous, op_name, ok)
 
-        return self.start_lro(op_name, finish, typed("Service", service))
+        return self.start_lro(op_name, finish, typed("Service", service),
+                              kind="run.service.rollout" if revision else "run.service.update", target=service["name"])
 
     def _new_revision(self, entry, service_id):
         service = entry["service"]
@@ -721,6 +741,9 @@ class Run(Api):
         if revision:
             rev = entry["revisions"][revision]
             rev.pop("reconciling", None)
+            denial = None if revision in entry["failures"] else secret_denial(self.fake, rev, project_id)
+            if denial:  # the runtime account cannot (yet) read a secret the revision uses (permissions.py)
+                entry["failures"][revision] = [("reason", "SECRETS_ACCESS_CHECK_FAILED"), denial]
             failure = entry["failures"].get(revision)
             if failure:
                 reason, message = failure
@@ -838,7 +861,8 @@ class Run(Api):
             return self._validated(project_id, location, "Service", preview)
         if not changed:  # nothing to do: same generation, same etag, no revision
             return self.start_lro(self._op_name(project_id, location),
-                                  lambda ok: typed("Service", entry["service"]) if ok else None, typed("Service", service))
+                                  lambda ok: typed("Service", entry["service"]) if ok else None,
+                                  typed("Service", service), kind="run.service.update", target=service["name"])
         previous = deep(entry)
         for field in self.service_fields:
             service.pop(field, None)
@@ -867,7 +891,8 @@ class Run(Api):
             gone["deleteTime"] = now()
             return typed("Service", gone)
 
-        return self.start_lro(self._op_name(project_id, location), finish, typed("Service", service))
+        return self.start_lro(self._op_name(project_id, location), finish, typed("Service", service),
+                              kind="run.service.delete", target=service["name"])
 
     # ---- revisions -----------------------------------------------------------------------------------------------
     @handles("run.projects.locations.services.revisions.get")
@@ -985,7 +1010,8 @@ class Run(Api):
             job["terminalCondition"] = condition("Ready", SUCCEEDED)
             return typed("Job", job)
 
-        return self.start_lro(op_name, finish, typed("Job", job))
+        return self.start_lro(op_name, finish, typed("Job", job),
+                              kind="run.job.create" if previous is None else "run.job.update", target=job["name"])
 
     @handles("run.projects.locations.jobs.get")
     def get_job(self, req):
@@ -1030,7 +1056,8 @@ class Run(Api):
             return self._validated(project_id, location, "Job", preview)
         if without(wanted) == without(current):
             return self.start_lro(self._op_name(project_id, location),
-                                  lambda ok: typed("Job", entry["job"]) if ok else None, typed("Job", job))
+                                  lambda ok: typed("Job", entry["job"]) if ok else None, typed("Job", job),
+                                  kind="run.job.update", target=job["name"])
         previous = deep(entry)
         for field in self.job_fields:
             job.pop(field, None)
@@ -1058,7 +1085,8 @@ class Run(Api):
             gone["deleteTime"] = now()
             return typed("Job", gone)
 
-        return self.start_lro(self._op_name(project_id, location), finish, typed("Job", job))
+        return self.start_lro(self._op_name(project_id, location), finish, typed("Job", job),
+                              kind="run.job.delete", target=job["name"])
 
     # ---- executions ----------------------------------------------------------------------------------------------
     @handles("run.projects.locations.jobs.run")
@@ -1104,7 +1132,8 @@ class Run(Api):
         def finish(ok):
             return self._execution_done(entry, record, op_name, ok)
 
-        return self.start_lro(op_name, finish, typed("Execution", execution))
+        return self.start_lro(op_name, finish, typed("Execution", execution), kind="run.job.execution",
+                              target=execution["name"])
 
     @staticmethod
     def _override(template, overrides):
@@ -1141,8 +1170,13 @@ class Run(Api):
         stamp = now()
         execution["completionTime"] = stamp
         failure = record["failure"]
+        reason = ("executionReason", "NON_ZERO_EXIT_CODE")
         if not ok:  # fake.fail_operations: the operation carries its planned error
             failure = [op.failure[1]]
+        elif not failure:
+            denial = secret_denial(self.fake, execution["template"], execution["name"].split("/")[1])
+            if denial:  # the runtime account cannot (yet) read a secret the tasks use (permissions.py)
+                failure, reason = [denial], ("reason", "SECRETS_ACCESS_CHECK_FAILED")
         if failure:
             message = failure[0] or DEFAULT_EXECUTION_MESSAGE % execution["name"].rsplit("/", 1)[1]
             failed = 1
@@ -1151,7 +1185,7 @@ class Run(Api):
                 execution["succeededCount"] = tasks - failed
             if execution["template"].get("maxRetries"):
                 execution["retriedCount"] = failed
-            execution["conditions"][2] = condition("Completed", FAILED, message, ("executionReason", "NON_ZERO_EXIT_CODE"))
+            execution["conditions"][2] = condition("Completed", FAILED, message, reason)
             status = "EXECUTION_FAILED"
             if ok:
                 op.error = (9, "Execution %s has failed to complete, %d/%d tasks failed. %s" % (
@@ -1217,8 +1251,9 @@ class Run(Api):
             latest.update(completionTime=stamp, completionStatus="EXECUTION_CANCELLED")
         run_op = self.operations.get(record["operation"])
         if run_op is not None and not run_op.done:
-            run_op.done, run_op.end_time = True, stamp
+            run_op.done, run_op.end_time, run_op.ended = True, stamp, run_op.clock()
             run_op.error = (1, "Execution %s was cancelled." % execution["name"].rsplit("/", 1)[1])
             run_op.metadata = typed("Execution", execution)
         return self.start_lro(self._op_name(project_id, location),
-                              lambda ok: typed("Execution", execution) if ok else None, typed("Execution", execution))
+                              lambda ok: typed("Execution", execution) if ok else None, typed("Execution", execution),
+                              kind="run.execution.cancel", target=execution["name"])

@@ -23,6 +23,7 @@ from tests.standins.fakegcp.api import Request, Response
 from tests.standins.fakegcp.errors import ApiError, fault
 from tests.standins.fakegcp.iam_policy import PolicyStore
 from tests.standins.fakegcp.operations import Operations
+from tests.standins.fakegcp.permissions import Permissions
 from tests.standins.fakegcp.realism import Realism
 from tests.standins.fakegcp.util import Projects
 from tests.standins.recorder import is_write
@@ -56,6 +57,7 @@ class FakeGcp:
         self.realism = Realism(realism, time_scale)
         self.gates = []  # gate(request) before every handler; raise ApiError to refuse (see realism.py)
         self.principals = {}  # bearer token -> member ("user:a@example.com"); see realism.py
+        self.principal_roles = {}  # member -> roles fake.add_principal grants on every project (permissions.py)
         self.state = {}
         self.requests = []
         self.faults = []
@@ -67,6 +69,10 @@ class FakeGcp:
         for cls in apis or API_CLASSES:
             api = cls(self)
             self.apis[api.name] = api
+        # Caller identity first (401), the permission check last, after the APIs' own gates (permissions.py).
+        self.permissions = Permissions(self)
+        self.gates.insert(0, self.permissions.authenticate)
+        self.gates.append(self.permissions.gate)
         self.reset()
         self._server = None
         self._thread = None
@@ -147,6 +153,18 @@ class FakeGcp:
             return [c for c in self.requests if (method is None or c.method == method)
                     and (path is None or re.search(path, c.api + c.path))]
 
+    def add_principal(self, token, member, roles=()):
+        """Register a bearer token for member and grant it roles on every project's policy, effective at once
+        (no propagation wait: test setup). Roles are granted on a project when it is first checked or read."""
+        with self.lock:
+            self.principals[token] = member
+            for role in roles:
+                self.principal_roles.setdefault(member, set()).add(role)
+            for key in list(self.policies.data):
+                if key.startswith("cloudresourcemanager:projects/"):
+                    for role in roles:
+                        self.policies.grant_now(key, role, member)
+
     def service_account_exists(self, email):
         iam = self.apis.get("iam")
         return iam is None or iam.find_account(email) is not None
@@ -168,6 +186,7 @@ class FakeGcp:
         except ValueError as exc:
             body, body_error = raw_body.decode("utf-8", "replace"), exc
         with self.lock:
+            self.operations.advance()  # operations finish by time, whether or not anyone polls them
             self.requests.append(Call(http_method, api.name if api else "", api_path,
                                       {k: v[-1] if len(v) == 1 else list(v) for k, v in query.items()}, body))
             forwarded = None
@@ -252,6 +271,9 @@ class FakeGcp:
         if route == ("POST", "/_fake/operations:complete"):
             self.complete_operations()
             return 200, {}
+        if route == ("GET", "/_fake/operations:timeline"):
+            with self.lock:
+                return 200, {"operations": self.operations.timeline()}
         if route == ("POST", "/_fake/realism"):
             try:
                 with self.lock:
@@ -261,7 +283,7 @@ class FakeGcp:
             return 200, self.realism.as_dict()
         if route == ("POST", "/_fake/principals"):
             with self.lock:
-                self.principals[body["token"]] = body["member"]
+                self.add_principal(body["token"], body["member"], body.get("roles") or ())
             return 200, {}
         if route == ("POST", "/_fake/clear"):
             self.clear()
@@ -279,6 +301,7 @@ class FakeGcp:
             return 200, {}
         if route == ("GET", "/_fake/state"):
             with self.lock:
+                self.operations.advance()
                 return 200, json.loads(json.dumps(self.state, default=str))
         return 404, {"error": "unknown control route %s %s" % route}
 

@@ -1,6 +1,7 @@
 """Cloud SQL Admin v1beta4: instances, databases, users and sql#operation.
 
-Every write returns a sql#operation (status PENDING -> RUNNING -> DONE, polled with operations.get). While
+Every write returns a sql#operation (status PENDING -> RUNNING -> DONE, polled with operations.get; with
+fake.realism.timed_operations it is RUNNING from its start and DONE once its duration has passed). While
 it runs the instance shows a transitional state (PENDING_CREATE, MAINTENANCE, PENDING_DELETE) and any other
 write on the instance gets 409 operationInProgress; the change is applied when the operation completes
 (a failed create removes the instance). As Cloud SQL:
@@ -9,7 +10,9 @@ write on the instance gets 409 operationInProgress; the change is applied when t
 - the default edition is ENTERPRISE_PLUS for POSTGRES_16+ and MYSQL_8_4 (ENTERPRISE before), and the tier
   must fit the edition ("Invalid Tier (db-custom-1-3840) for (ENTERPRISE_PLUS) Edition ...");
 - PATCH merges `settings` field by field (lists replaced; userLabels merged, null removes a key); PUT (update) replaces settings;
-- region cannot change; a deleted instance's name cannot be reused; deletion protection blocks delete;
+- region must be one Cloud SQL offers (regions.py; else 400 errorUnrecognizedGceZone) and cannot change; a
+  deleted instance's name cannot be reused (409 with Google's "one week" message); deletion protection blocks
+  delete;
 - authorizedNetworks entries come back with kind sql#aclEntry; passwords are write-only;
 - a POSTGRES_* instance starts with database "postgres" and user "postgres".
 """
@@ -24,6 +27,7 @@ import uuid
 
 from tests.standins.fakegcp.api import Api, handles
 from tests.standins.fakegcp.errors import ApiError, invalid
+from tests.standins.fakegcp.regions import CLOUD_SQL
 from tests.standins.fakegcp.util import deep, label_problems, now, paginate
 
 INSTANCE_NAME = re.compile(r"^[a-z]([a-z0-9-]*[a-z0-9])?$")
@@ -39,6 +43,12 @@ INSTALLED = {"POSTGRES_14": "POSTGRES_14_13", "POSTGRES_15": "POSTGRES_15_8", "P
 WRITABLE = ("name", "region", "databaseVersion", "settings", "rootPassword", "diskEncryptionConfiguration",
             "masterInstanceName", "replicaConfiguration", "failoverReplica", "instanceType", "maintenanceVersion",
             "onPremisesConfiguration", "sqlNetworkArchitecture", "nodeCount")
+# Settings whose change restarts the instance ("Edit instances": settings that restart): a longer operation.
+RESTART_SETTINGS = ("tier", "edition", "availabilityType", "databaseFlags", "activationPolicy", "dataCacheConfig")
+# Operation type -> kind of operation in durations.py (UPDATE: sql.instance.patch or .patch_restart).
+KINDS = {"CREATE": "sql.instance.create", "DELETE": "sql.instance.delete", "CREATE_DATABASE": "sql.database",
+         "UPDATE_DATABASE": "sql.database", "DELETE_DATABASE": "sql.database", "CREATE_USER": "sql.user",
+         "UPDATE_USER": "sql.user", "DELETE_USER": "sql.user"}
 BUSY = "Operation failed because another operation was already in progress. Try your request after the current " \
     "operation is complete."
 
@@ -117,8 +127,9 @@ class SqlAdmin(Api):
         return users["%s@%s" % (user, host)].get("_password")
 
     # ---- operations -----------------------------------------------------------------------------------------
-    def _start(self, project, instance, operation_type, apply=None, on_fail=None):
-        """Start a sql#operation on an instance; apply() runs when it succeeds, on_fail() when it fails."""
+    def _start(self, project, instance, operation_type, apply=None, on_fail=None, kind=None):
+        """Start a sql#operation on an instance; apply() runs when it succeeds, on_fail() when it fails.
+        kind: its kind in durations.py (by default the one of its operation type)."""
         def finish(ok):
             if ok and apply:
                 apply()
@@ -127,7 +138,9 @@ class SqlAdmin(Api):
 
         extra = {"operationType": operation_type, "targetId": instance, "targetProject": project,
                  "user": "user@example.com"}
-        op = self.operations.start(str(uuid.uuid4()), self.name, finish=finish, extra=extra)
+        op = self.operations.start(str(uuid.uuid4()), self.name, finish=finish, extra=extra,
+                                   kind=kind or KINDS[operation_type],
+                                   target="projects/%s/instances/%s" % (project, instance))
         return self.render(op)
 
     def render(self, op):
@@ -143,7 +156,7 @@ class SqlAdmin(Api):
                 body["error"] = {"kind": "sql#operationErrors", "errors": [{
                     "kind": "sql#operationError", "code": str(code or "INTERNAL_ERROR"),
                     "message": message or "An internal error occurred."}]}
-        elif op.polls:
+        elif op.polls or self.operations.timed:  # by time, it runs from its start
             body.update(status="RUNNING", startTime=op.insert_time)
         else:
             body["status"] = "PENDING"
@@ -348,6 +361,11 @@ class SqlAdmin(Api):
             raise invalid("Invalid request: settings.tier is required.", field="settings.tier")
         version = body.get("databaseVersion") or "MYSQL_8_0"
         region = body.get("region") or "us-central1"
+        if region not in CLOUD_SQL:
+            # What Cloud SQL answers when it offers no zone in the region (GoogleCloudPlatform/compute-phabricator
+            # #3, terraform-google-sql-db #526).
+            raise sql_error(400, "Request contains unrecognized GCE zone when creating or updating an instance.",
+                            "errorUnrecognizedGceZone")
         self._check_ssl(settings)
         settings = self._settings_defaults(version, settings)
         self._check_settings(version, settings)
@@ -451,6 +469,9 @@ class SqlAdmin(Api):
         settings["locationPreference"].setdefault("zone", current["locationPreference"].get("zone"))
         previous_state = instance["state"]
         instance["state"] = "MAINTENANCE"
+        restart = version != instance["databaseVersion"] or any(
+            settings.get(key) != current.get(key) for key in RESTART_SETTINGS) or \
+            settings["ipConfiguration"].get("privateNetwork") != current["ipConfiguration"].get("privateNetwork")
 
         def applied():
             instance["settings"] = settings
@@ -463,7 +484,8 @@ class SqlAdmin(Api):
         def failed():
             instance["state"] = previous_state
 
-        return self._start(project, instance["name"], "UPDATE", applied, failed)
+        return self._start(project, instance["name"], "UPDATE", applied, failed,
+                           kind="sql.instance.patch_restart" if restart else "sql.instance.patch")
 
     @handles("sql.instances.patch")
     def patch_instance(self, req):

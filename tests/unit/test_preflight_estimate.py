@@ -1,0 +1,128 @@
+"""The preflight's pure parts: the monthly cost estimate, tier and quantity parsing, the feature schema rules,
+the region lists, and the table."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+
+from ansible_collections.deployml.mlops.plugins.module_utils import preflight
+from ansible_collections.deployml.mlops.plugins.module_utils.preflight import (
+    feature_schema_errors, memory_gib, monthly_estimate, render, sql_tier_shape)
+from tests.conftest import ROOT
+from tests.standins.fakegcp import regions as fake_regions
+
+DEV = {"cloudsql": {"tier": "db-custom-1-3840", "edition": "ENTERPRISE", "availability_type": "ZONAL",
+                    "disk_size_gb": 10, "backups": False},
+       "cloud_run": [{"name": "mlflow", "cpu": "1", "memory": "2Gi", "min_instances": 0},
+                     {"name": "serving", "cpu": "1", "memory": "1Gi", "min_instances": 0},
+                     {"name": "grafana", "cpu": "1", "memory": "1Gi", "min_instances": 0}],
+       "secrets": 3, "scheduler_jobs": 1}
+
+
+def items(estimate):
+    return {i["item"]: i["usd"] for i in estimate["items"]}
+
+
+def test_the_dev_inventory_costs_about_52_dollars_a_month():
+    estimate = monthly_estimate(DEV)
+    assert items(estimate) == {
+        # (1 vCPU x 0.0413 + 3.75 GB x 0.007) x 730 h
+        "Cloud SQL instance": 49.31, "Cloud SQL SSD storage": 1.70,
+        "Cloud Run mlflow": 0.0, "Cloud Run serving": 0.0, "Cloud Run grafana": 0.0,
+        "Cloud Storage buckets": 0.12, "Artifact Registry images": 0.50,
+        "BigQuery storage": 0.20, "Secret Manager": 0.18, "Cloud Scheduler": 0.10}
+    assert estimate["total_usd"] == 52.11
+    assert estimate["basis"].startswith("list price, us-central1/europe-west1, as of %s" % preflight.PRICES_AS_OF)
+    assert "https://cloud.google.com/sql/pricing" in estimate["sources"]
+
+
+def test_high_availability_doubles_the_instance_and_its_disk_and_backups_add_one_disk():
+    estimate = items(monthly_estimate(dict(DEV, cloudsql=dict(DEV["cloudsql"], availability_type="REGIONAL",
+                                                              backups=True, disk_size_gb=20))))
+    assert estimate["Cloud SQL instance"] == 98.62
+    assert estimate["Cloud SQL SSD storage"] == 6.80       # 20 GB x 0.17 x 2
+    assert estimate["Cloud SQL backups"] == 1.60            # 20 GB x 0.08
+
+
+def test_min_instances_are_billed_all_month_at_the_idle_rate():
+    run = [{"name": "serving", "cpu": "1", "memory": "1Gi", "min_instances": 1},
+           {"name": "mlflow", "cpu": "2", "memory": "512Mi", "min_instances": 2}]
+    estimate = items(monthly_estimate({"cloud_run": run}))
+    assert estimate["Cloud Run serving"] == 13.14            # 730 h x 3600 s x (1 x 0.0000025 + 1 x 0.0000025)
+    assert estimate["Cloud Run mlflow"] == 32.85             # 2 x 2,628,000 s x (2 x 0.0000025 + 0.5 x 0.0000025)
+
+
+def test_shared_core_legacy_and_unknown_tiers():
+    assert sql_tier_shape("db-f1-micro") == ("shared", None)
+    assert sql_tier_shape("db-custom-4-15360") == (4, 15.0)
+    assert sql_tier_shape("db-n1-standard-2") == (2, 7.5)
+    assert sql_tier_shape("db-perf-optimized-N-2") is None
+    assert items(monthly_estimate({"cloudsql": {"tier": "db-g1-small"}}))["Cloud SQL instance"] == 25.55
+    unknown = monthly_estimate({"cloudsql": {"tier": "db-perf-optimized-N-2", "edition": "ENTERPRISE_PLUS"}})
+    assert "Cloud SQL instance" not in items(unknown) and "not estimated" in unknown["notes"][0]
+
+
+@pytest.mark.parametrize("value, gib", [("512Mi", 0.5), ("1Gi", 1.0), ("2G", 2e9 / 2 ** 30), (" 4Gi", 4.0)])
+def test_memory_quantities(value, gib):
+    assert memory_gib(value) == pytest.approx(gib)
+
+
+def test_storage_assumptions_can_be_replaced():
+    estimate = items(monthly_estimate({"storage_gb": {"artifact_registry": 20, "bigquery": 100}}))
+    assert estimate["Artifact Registry images"] == 2.0 and estimate["BigQuery storage"] == 2.0
+
+
+def test_every_inventory_schema_is_valid():
+    reserved = ["entity_id", "event_timestamp", "split", "ingested_at"]
+    for env in ("local", "dev", "staging", "prod"):
+        group = yaml.safe_load((ROOT / "inventories" / env / "group_vars" / "all.yml").read_text())
+        assert feature_schema_errors(group["mlops_features"], group["mlops_label"], reserved) == [], env
+
+
+def test_schema_rules():
+    assert feature_schema_errors([], None) == ["mlops_features must be a non-empty list of columns ({name, type, "
+                                               "description})", "mlops_label must be a column with a name and a type"]
+    errors = feature_schema_errors([{"name": "tags", "type": "STRING", "mode": "REPEATED", "description": "x"},
+                                    {"name": "n", "type": "int64", "description": "aliases are fine"}],
+                                   {"name": "y", "type": "JSON"})
+    assert errors == ["feature tags: a REPEATED column cannot be a feature",
+                      "label y: type JSON cannot be compared by the drift job (use one of INTEGER, FLOAT, NUMERIC, "
+                      "BIGNUMERIC, STRING, BOOLEAN)"]
+
+
+def test_region_lists_agree_with_the_fakes():
+    """Both follow Google's location pages; a region added to one is added to the other."""
+    assert preflight.CLOUD_RUN_REGIONS == fake_regions.CLOUD_RUN
+    assert preflight.CLOUD_SQL_REGIONS == fake_regions.CLOUD_SQL
+    assert "europe-west1" in preflight.PIPELINE_REGIONS and "us-central2" not in preflight.PIPELINE_REGIONS
+
+
+def test_the_table_puts_problems_first_and_keeps_commands_whole():
+    command = "gcloud projects add-iam-policy-binding p --member=user:a@example.com --role=roles/run.admin " * 2
+    lines = render("Title", [dict(check="identity", status="ok", detail="user:a@example.com", fix=[]),
+                             dict(check="permissions", status="missing", detail="lacks " + "x.y.z " * 40,
+                                  fix=[command.strip()])], monthly_estimate(DEV), width=100)
+    assert lines[0] == "Title" and lines[3].startswith("permissions  MISSING  lacks x.y.z")
+    assert any(line.strip() == "fix: " + command.strip() for line in lines)
+    assert all(len(line) <= 100 for line in lines if "fix: gcloud" not in line and "http" not in line)
+    assert any(line.startswith("  Total") and "$52.11" in line for line in lines)
+
+
+AGREED_ROLES = {  # the least-privilege deployer agreed for issue 10
+    "roles/serviceusage.serviceUsageAdmin", "roles/iam.serviceAccountAdmin", "roles/iam.serviceAccountUser",
+    "roles/resourcemanager.projectIamAdmin", "roles/cloudsql.admin", "roles/secretmanager.admin", "roles/run.admin",
+    "roles/artifactregistry.admin", "roles/cloudbuild.builds.editor", "roles/storage.admin",
+    "roles/bigquery.dataOwner", "roles/cloudscheduler.admin"}
+
+
+def test_the_deployer_list_names_each_role_once_and_each_role_grants_its_permissions():
+    """playbooks/vars/deployer.yml: every role in the README table is needed by some task, and (by the fake's
+    table of predefined roles) grants the permissions listed under it."""
+    from tests.standins.fakegcp.permissions import role_grants
+
+    deployer = yaml.safe_load((ROOT / "playbooks" / "vars" / "deployer.yml").read_text())
+    assert set(deployer["deployer_roles"]) == {g["role"] for g in deployer["deployer_permissions"]} == AGREED_ROLES
+    for group in deployer["deployer_permissions"]:
+        assert group["needed_by"] and group["permissions"], group
+        assert [p for p in group["permissions"] if not role_grants(group["role"], p)] == [], group
