@@ -114,3 +114,24 @@ def fake_gcp(fake_gcp_server):
     fake_gcp_server.clear()
     yield fake_gcp_server
     fake_gcp_server.clear()
+
+
+@pytest.fixture(scope="module")
+def private_fake_gcp():
+    """A fake of this test module's own, for tests that switch its realism behaviours (see with_realism)."""
+    from tests.standins.fakegcp import FakeGcp
+
+    fake = FakeGcp().start()
+    yield fake
+    fake.stop()
+
+
+def with_realism(fake, time_scale=1.0, **switches):
+    """The fake emptied (resources, operations, principals) with only the given realism switches on."""
+    from tests.standins.fakegcp.realism import SWITCHES
+
+    unknown = set(switches) - set(SWITCHES)
+    assert not unknown, "unknown realism switches %s" % unknown
+    fake.reset()
+    fake.realism.set(time_scale=time_scale, **{switch: switches.get(switch, False) for switch in SWITCHES})
+    return fake

@@ -11,26 +11,16 @@ import time
 import pytest
 import requests
 
-from tests.standins.fakegcp import FakeGcp
+from tests.conftest import with_realism
 from tests.standins.fakegcp.durations import DURATIONS
 
 SECRETS, IAM = "secretmanager.googleapis.com", "iam.googleapis.com"
 VISIBLE_READS = 3  # service_account's consecutive successful reads after create
 
 
-@pytest.fixture(scope="module")
-def server():
-    fake = FakeGcp().start()
-    yield fake
-    fake.stop()
-
-
 @pytest.fixture
-def fake(server):
-    server.clear()
-    server.realism.set(timed_operations=False, service_enablement=False, propagation=False, permissions=False,
-                       time_scale=0.03)
-    yield server
+def fake(private_fake_gcp):
+    return with_realism(private_fake_gcp, time_scale=0.03)
 
 
 @pytest.fixture

@@ -11,38 +11,26 @@ import time
 
 import pytest
 import requests
+import yaml
 
+from tests.conftest import ROOT, with_realism
 from tests.standins.fakegcp import FakeGcp
 from tests.standins.fakegcp.durations import DURATIONS
 from tests.standins.fakegcp.permissions import METHODS, ROLES, role_grants
-from tests.standins.fakegcp.realism import SWITCHES
 
 PROJECT = "perm-project"
 REGION = "us-central1"
 SCALE = 0.004  # 120 s of Google time (the grant propagation delay) = 0.48 s here
-DEPLOYER = ["roles/serviceusage.serviceUsageAdmin", "roles/iam.serviceAccountAdmin", "roles/iam.serviceAccountUser",
-            "roles/resourcemanager.projectIamAdmin", "roles/cloudsql.admin", "roles/secretmanager.admin",
-            "roles/run.admin", "roles/artifactregistry.admin", "roles/cloudbuild.builds.editor", "roles/storage.admin",
-            "roles/bigquery.dataOwner", "roles/cloudscheduler.admin"]
+# The least-privilege deployer: exactly the roles the preflight checks (playbooks/vars/deployer.yml).
+DEPLOYER = sorted(yaml.safe_load((ROOT / "playbooks" / "vars" / "deployer.yml").read_text())["deployer_roles"])
 DELAY = DURATIONS["iam.grant.propagation"] * SCALE
 SECRET_REF = {"secret": "db-password", "version": "latest"}
 
 
-@pytest.fixture(scope="module")
-def server():
-    server = FakeGcp(time_scale=SCALE).start()
-    yield server
-    server.stop()
-
-
 @pytest.fixture
-def fake(server):
+def fake(private_fake_gcp):
     """The module's fake, emptied, with permissions enforced and two callers: the owner and nobody."""
-    server.reset()
-    server.principals.clear()
-    server.principal_roles.clear()
-    server.realism.set(**{switch: False for switch in SWITCHES})
-    server.realism.permissions = True
+    server = with_realism(private_fake_gcp, time_scale=SCALE, permissions=True)
     server.add_principal("owner-token", "user:owner@example.com")  # the owner every project starts with
     server.add_principal("nobody-token", "user:nobody@example.com")
     return server

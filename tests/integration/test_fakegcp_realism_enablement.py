@@ -11,7 +11,7 @@ import time
 import pytest
 import requests
 
-from tests.standins.fakegcp import FakeGcp
+from tests.conftest import with_realism
 from tests.standins.fakegcp.durations import DURATIONS
 from tests.standins.fakegcp.serviceusage import DEFAULT_ENABLED
 from tests.standins.fakegcp.util import project_number
@@ -20,19 +20,9 @@ SECRETS = "secretmanager.googleapis.com"
 SCALE = 0.01  # 1 s of Google time = 10 ms here
 
 
-@pytest.fixture(scope="module")
-def server():
-    fake = FakeGcp(time_scale=SCALE).start()
-    yield fake
-    fake.stop()
-
-
 @pytest.fixture
-def fake(server):
-    server.clear()
-    server.realism.set(timed_operations=False, service_enablement=False, propagation=False, permissions=False,
-                       time_scale=SCALE)
-    yield server
+def fake(private_fake_gcp):
+    return with_realism(private_fake_gcp, time_scale=SCALE)
 
 
 @pytest.fixture

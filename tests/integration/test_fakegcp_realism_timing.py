@@ -12,6 +12,7 @@ import time
 import pytest
 import requests
 
+from tests.conftest import with_realism
 from tests.integration.test_fakegcp_contract import PROJECT, error_of
 from tests.standins.fakegcp import FakeGcp
 from tests.standins.fakegcp.durations import DURATIONS
@@ -37,20 +38,18 @@ class Clock:
         self.now += gcp_seconds
 
 
-@pytest.fixture(scope="module")
-def server():
-    fake = FakeGcp().start()
-    yield fake
-    fake.stop()
+@pytest.fixture
+def server(private_fake_gcp):
+    """The fake emptied, every realism behaviour off."""
+    return with_realism(private_fake_gcp)
 
 
 @pytest.fixture
-def timed(server):
+def timed(private_fake_gcp):
     """The fake with only timed operations on, on a hand-driven clock; returns (fake, clock)."""
-    server.reset()
+    server = with_realism(private_fake_gcp, timed_operations=True)
     clock = Clock()
     server.realism.now = clock
-    server.realism.set(timed_operations=True, time_scale=1.0)
     yield server, clock
     del server.realism.now
     server.realism.set(timed_operations=False)
@@ -246,7 +245,6 @@ def test_on_the_real_clock_an_operation_nobody_polls_finishes():
 
 
 def test_switched_off_operations_finish_by_polls_as_before(server):
-    server.reset()
     server.operation_polls = 3
     try:
         operation = create_repository(server, "repo-polls")

@@ -9,30 +9,17 @@ import time
 import pytest
 import requests
 
-from tests.conftest import PROJECT
+from tests.conftest import PROJECT, with_realism
 from tests.integration.cloud_run_resource import RunResource, make_account, make_secret
-from tests.standins.fakegcp import FakeGcp
 from tests.standins.fakegcp.durations import DURATIONS
-from tests.standins.fakegcp.realism import SWITCHES
 
 SCALE = 0.01  # a 120 s grant propagation = 1.2 s here
 IMAGE = "europe-docker.pkg.dev/%s/images/app:1" % PROJECT
 
 
-@pytest.fixture(scope="module")
-def server():
-    server = FakeGcp(time_scale=SCALE).start()
-    yield server
-    server.stop()
-
-
 @pytest.fixture
-def fake(server):
-    server.reset()
-    server.principals.clear()
-    server.principal_roles.clear()
-    server.realism.set(**{switch: False for switch in SWITCHES})
-    return server
+def fake(private_fake_gcp):
+    return with_realism(private_fake_gcp, time_scale=SCALE)
 
 
 def as_caller(resource, token):

@@ -13,8 +13,7 @@ import time
 import pytest
 import requests
 
-from tests.conftest import PROJECT
-from tests.standins.fakegcp import FakeGcp
+from tests.conftest import PROJECT, with_realism
 from tests.standins.fakegcp.durations import DURATIONS
 
 REGION = "europe-west1"
@@ -22,20 +21,10 @@ SQL = dict(region=REGION, database_version="POSTGRES_16", edition="ENTERPRISE", 
 IMAGE = "europe-west1-docker.pkg.dev/%s/mlops/app:1" % PROJECT
 
 
-@pytest.fixture(scope="module")
-def timed_server():
-    fake = FakeGcp().start()
-    fake.realism.timed_operations = True
-    yield fake
-    fake.stop()
-
-
 @pytest.fixture
-def timed(timed_server):
-    """The timed fake, emptied; a test sets the time scale it needs."""
-    timed_server.reset()
-    yield timed_server
-    timed_server.reset()
+def timed(private_fake_gcp):
+    """The fake with only timed operations on, emptied; a test sets the time scale it needs."""
+    return with_realism(private_fake_gcp, timed_operations=True)
 
 
 def module_args(fake, **options):

@@ -7,9 +7,11 @@ caller's identity is known without a token exchange.
 from __future__ import annotations
 
 import types
+from pathlib import Path
 
 import pytest
 import requests
+import yaml
 
 from ansible_collections.deployml.mlops.plugins.module_utils.gcp import GcpApiError, GcpClient, permission_in, role_for
 from tests.unit.test_gcp_client import FakeModule
@@ -115,3 +117,12 @@ def test_service_disabled_is_left_to_the_enablement_path(server):
     with pytest.raises(GcpApiError) as caught:
         client.request("GET", "run", "/v2/x", resource="svc")
     assert "lacks" not in str(caught.value) and len(server.requests) == 1
+
+
+def test_the_role_hint_agrees_with_the_deployer_list():
+    """The hint names the role playbooks/vars/deployer.yml (the list the preflight checks) gives each permission."""
+    deployer = yaml.safe_load((Path(__file__).resolve().parents[2] / "playbooks" / "vars" / "deployer.yml").read_text())
+    disagree = ["%s: hint %s, deployer.yml %s" % (permission, role_for(permission), entry["role"])
+                for entry in deployer["deployer_permissions"] for permission in entry["permissions"]
+                if role_for(permission) != entry["role"]]
+    assert not disagree

@@ -115,10 +115,12 @@ class FakeGcp:
                 api.clear()
 
     def reset(self):
-        """clear() and drop every stored resource and operation."""
+        """clear() and drop every stored resource and operation, and the registered principals."""
         with self.lock:
             self.clear()
             self.state.clear()
+            self.principals.clear()
+            self.principal_roles.clear()
             self.operations.reset()
             for api in self.apis.values():
                 api.reset()
