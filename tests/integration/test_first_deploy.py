@@ -86,7 +86,7 @@ def test_first_deploy_converges_as_a_least_privilege_deployer(realistic_gcp, big
 
     # One role short: the preflight says which, before any change.
     fake.add_principal("short-" + unique, "user:short@example.com", roles=[r for r in roles if r != "roles/run.admin"])
-    proc, recap, _ = playbook(*args, token="short-" + unique)
+    proc, recap, _seconds = playbook(*args, token="short-" + unique)
     assert proc.returncode != 0 and recap["changed"] == 0, proc.stdout
     assert "roles/run.admin" in proc.stdout and "run.services.create" in proc.stdout, proc.stdout
     assert "Stand up the MLOps pipeline" not in proc.stdout, "it failed in the preflight, not halfway"

@@ -39,7 +39,7 @@ class OAuth2(Api):
         member = self.fake.principals.get(token) if token else None
         if member is None:
             return Response(400, {"error": "invalid_token", "error_description": "Invalid Value"})
-        kind, _, email = member.partition(":")
+        kind, _colon, email = member.partition(":")
         body = {"azp": CLIENT_ID, "aud": CLIENT_ID, "scope": SCOPE, "exp": str(int(time.time()) + LIFETIME),
                 "expires_in": str(LIFETIME), "access_type": "online"}
         if kind == "serviceAccount":  # a service account's token names its unique id as client and audience
