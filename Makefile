@@ -27,13 +27,22 @@ $(VENV)/.installed: requirements-test.lock
 # Updating dependencies is a deliberate step: edit requirements*.txt or an image's requirements.txt, run this,
 # then `make test`. It resolves requirements-test.txt (which includes the images' pins) into the lock, keeping
 # every locked version that still fits; `make lock UPGRADE=1` takes the newest releases the ranges allow.
+# Then each image's requirements.txt is resolved into its requirements.lock (what its Dockerfile installs, with
+# --require-hashes) under the test lock as constraints: every package an image ships is the version the tests ran
+# (--upgrade there: the constraints decide every version, nothing is kept from an image's previous lock).
 LOCK_TOOLS := .build/lock-tools
+IMAGE_SOURCES := roles/mlflow/files roles/serving/files roles/monitoring/files
+LOCK_OPTIONS := --quiet --generate-hashes --allow-unsafe --strip-extras \
+	--no-emit-index-url --no-emit-find-links --no-emit-trusted-host
 lock:
 	$(PYTHON) -m venv $(LOCK_TOOLS)
 	$(LOCK_TOOLS)/bin/python -m pip install --quiet pip==26.0.1 pip-tools==7.6.2
-	$(LOCK_TOOLS)/bin/pip-compile --quiet $(if $(UPGRADE),--upgrade) --generate-hashes --allow-unsafe --strip-extras \
-		--no-emit-index-url --no-emit-find-links --no-emit-trusted-host \
+	$(LOCK_TOOLS)/bin/pip-compile $(LOCK_OPTIONS) $(if $(UPGRADE),--upgrade) \
 		--output-file requirements-test.lock requirements-test.txt
+	set -e; for source in $(IMAGE_SOURCES); do \
+		$(LOCK_TOOLS)/bin/pip-compile $(LOCK_OPTIONS) --upgrade --constraint requirements-test.lock \
+			--output-file $$source/requirements.lock $$source/requirements.txt; \
+	done
 
 # The checkout itself is the collection, linked where ansible.cfg's collections_path looks.
 collection: $(LINK)

@@ -332,7 +332,8 @@ def train_and_register(options, frame):
                            "features": ",".join(features)})
         mlflow.log_metrics(metrics)
         signature = infer_signature(train[features], pipeline.predict(train[features]))
-        info = mlflow.sklearn.log_model(pipeline, name="model", signature=signature,
+        # skops: the serving API loads only models whose loading runs no pickled code (see its MODEL_ALLOW_PICKLE).
+        info = mlflow.sklearn.log_model(pipeline, name="model", signature=signature, serialization_format="skops",
                                         input_example=train[features].head(3),
                                         registered_model_name=options.model_name,
                                         pip_requirements=model_requirements())

@@ -45,7 +45,9 @@ options:
         removed. Variables from O(secret_env) are not affected.
       - Values are strings; quote booleans and floats. Names that Cloud Run sets are reserved, such as V(PORT)
         and V(K_SERVICE) for a service and V(CLOUD_RUN_TASK_INDEX) for a job.
-      - Do not put secrets here; use O(secret_env).
+      - Do not put secrets here; use O(secret_env). A name that looks like a secret's (holding PASSWORD, SECRET,
+        TOKEN, CREDENTIAL, or KEY as a word, and not ending in a word such as FILE, PATH, NAME or ID) gives a
+        warning, since plain values are shown in task results and diffs.
     type: dict
   secret_env:
     description:

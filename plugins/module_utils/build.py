@@ -6,7 +6,10 @@
 
 The hash covers what decides the image: every file of the context that .dockerignore does not exclude
 (its path relative to the context, its content, whether it is executable; symbolic links by their
-target; directories by their path so an empty one counts), the Dockerfile path and the build arguments.
+target; directories by their path so an empty one counts), the Dockerfile path, the build arguments and, when
+given, the builder image that runs `docker build`. The Dockerfile's content holds its base image reference (its
+FROM line, or the default of the build argument FROM names) and a build argument can override it, so a change of
+base image changes the hash and the image is built again.
 File order on disk, modification times, owners and permission bits other than the executable bit do
 not count, so the same sources give the same hash on any machine. The archive holds the same entries
 with normalised metadata (sorted, mtime 0, owner 0:0, mode 0644/0755), gzip without a name or time, so
@@ -157,7 +160,7 @@ def normalise_dockerfile(dockerfile):
 class BuildContext:
     """The files of a docker build context at `root`, as docker would send them."""
 
-    def __init__(self, root, dockerfile="Dockerfile", build_args=None):
+    def __init__(self, root, dockerfile="Dockerfile", build_args=None, builder=None):
         self.root = os.path.abspath(root)
         if not os.path.isdir(self.root):
             raise ContextError("build context %s is not a directory" % root)
@@ -166,6 +169,7 @@ class BuildContext:
         if not os.path.isfile(full):
             raise ContextError("no Dockerfile at %s (dockerfile is %r, relative to %s)" % (full, dockerfile, root))
         self.build_args = dict(build_args or {})
+        self.builder = builder
         ignore_file = os.path.join(self.root, DOCKERIGNORE)
         self.patterns = []
         if os.path.isfile(ignore_file):
@@ -238,11 +242,13 @@ class BuildContext:
 
     @property
     def digest(self):
-        """SHA-256 (hex) of the context, the Dockerfile path and the build arguments."""
+        """SHA-256 (hex) of the context, the Dockerfile path, the build arguments and the builder."""
         if self._digest is None:
             digest = hashlib.sha256()
             header = {"version": HASH_VERSION, "dockerfile": self.dockerfile,
                       "build_args": sorted([str(k), str(v)] for k, v in self.build_args.items())}
+            if self.builder:  # only when given: contexts hashed without one keep their hash
+                header["builder"] = self.builder
             digest.update(json.dumps(header, sort_keys=True).encode("utf-8") + b"\n")
             for entry in self.entries:
                 if entry.kind == "file":

@@ -94,6 +94,11 @@ JOB_RESERVED_ENV = ("CLOUD_RUN_JOB", "CLOUD_RUN_EXECUTION", "CLOUD_RUN_TASK_INDE
                     "CLOUD_RUN_TASK_COUNT")
 CLOUDSQL_INSTANCE = re.compile(r"^([a-z][a-z0-9.:-]*[a-z0-9]):([a-z]+(?:-[a-z]+)+[0-9]+):([a-z]([a-z0-9-]*[a-z0-9])?)$")
 IMAGE = re.compile(r"^[^\s]+$")
+# Plain env names that look like they hold a secret (a plain value is shown in results, diffs and the console):
+# these words anywhere in the name, or KEY/PWD as a word, unless the name ends in a word for a reference to one.
+SECRET_WORDS = re.compile(r"PASSWORD|PASSWD|PASSPHRASE|SECRET|TOKEN|CREDENTIAL|APIKEY|PRIVATEKEY", re.I)
+SECRET_PARTS = ("KEY", "PWD", "PASS")
+REFERENCE_PARTS = ("FILE", "PATH", "DIR", "NAME", "ID", "URL", "URI", "TYPE", "VERSION")
 VOLUME_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 
 CPU_MILLI = re.compile(r"^([0-9]+)m$")
@@ -256,6 +261,20 @@ def env_value(value):
     if isinstance(value, int) and not isinstance(value, bool):
         return str(value)
     return None
+
+
+def secret_like_env(params):
+    """The plain env names that look like secrets, sorted (for a warning: secret_env keeps them out of sight)."""
+    if params.get("state", "present") == "absent":
+        return []
+    found = []
+    for name in params.get("env") or {}:
+        parts = [part.upper() for part in re.split(r"[-._]", str(name)) if part]
+        if not parts or parts[-1] in REFERENCE_PARTS:
+            continue
+        if SECRET_WORDS.search(str(name)) or any(part in SECRET_PARTS for part in parts):
+            found.append(str(name))
+    return sorted(found)
 
 
 # ---------------------------------------------------------------- validation (before any request)
@@ -972,6 +991,10 @@ class CloudRunResource(LocatedResource):
         errors = option_errors(self.params, job=self.job)
         if errors:
             raise ResourceError("invalid options for %s %s: %s" % (self.kind, self.name, "; ".join(errors)))
+        for name in secret_like_env(self.params):
+            self.module.warn("env %s of %s %s looks like a secret: a plain env value is shown in task results, "
+                             "diffs and the Cloud Run console; put it in Secret Manager and use secret_env"
+                             % (name, self.kind, self.name))
 
     def build(self):
         raise NotImplementedError

@@ -387,6 +387,7 @@ class GcpClient:
 ROLE_FOR_PERMISSION = (
     ("iam.serviceAccounts.actAs", "roles/iam.serviceAccountUser"),
     ("iam.serviceAccounts.", "roles/iam.serviceAccountAdmin"),
+    ("iam.roles.", "roles/iam.roleAdmin"),
     ("resourcemanager.projects.", "roles/resourcemanager.projectIamAdmin"),
     ("serviceusage.", "roles/serviceusage.serviceUsageAdmin"),
     ("cloudsql.", "roles/cloudsql.admin"),

@@ -42,7 +42,10 @@ options:
     description: Default lifetime of new tables, in milliseconds (at least 3600000).
     type: int
   default_partition_expiration_ms:
-    description: Default lifetime of the partitions of new partitioned tables, in milliseconds.
+    description:
+      - Default lifetime of the partitions of new partitioned tables, in milliseconds.
+      - Like O(default_table_expiration_ms), it applies only to tables created afterwards; existing tables keep
+        their expiration, so changing it deletes nothing.
     type: int
   access:
     description:

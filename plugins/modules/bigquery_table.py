@@ -17,6 +17,11 @@ description:
   - Changes BigQuery cannot make in place fail with a message naming each column or setting involved,
     unless O(recreate=true). They are dropping a column, changing its type, tightening its mode, adding a
     REQUIRED column, and changing the partitioning type or column.
+  - Changes BigQuery makes in place but that delete rows fail before any write, saying how much history
+    would go, unless O(allow_data_loss=true). That is shortening the partition expiration of an existing
+    table, or setting one on a table whose partitions were kept forever. BigQuery applies a new partition
+    expiration to every existing partition, so the older ones are deleted at once. Check mode fails the
+    same way; when allowed, the module warns and returns the figure in RV(data_loss) and the diff header.
 options:
   dataset_id:
     description: ID of the dataset that holds the table.
@@ -83,7 +88,9 @@ options:
             ingestion time.
         type: str
       expiration_ms:
-        description: Lifetime of each partition in milliseconds; older partitions are deleted.
+        description:
+          - Lifetime of each partition in milliseconds; older partitions are deleted.
+          - Shortening it on an existing table deletes history and needs O(allow_data_loss=true).
         type: int
   require_partition_filter:
     description: Reject queries that do not filter on the partitioning column (guards against full scans).
@@ -96,6 +103,13 @@ options:
     description:
       - Delete and re-create the table when the requested schema or partitioning cannot be applied in place.
       - B(All rows of the table are lost.) The module warns when it does this.
+    type: bool
+    default: false
+  allow_data_loss:
+    description:
+      - Allow an in-place change that makes BigQuery delete rows of the existing table, that is a shorter
+        (or a first) partition expiration. B(Partitions older than the new expiration are deleted.)
+      - The module warns with the amount of history that goes.
     type: bool
     default: false
 extends_documentation_fragment:
@@ -163,6 +177,13 @@ recreated:
   description: Whether the table was (or in check mode would be) deleted and re-created.
   returned: when an existing table changed
   type: bool
+data_loss:
+  description: What an allowed in-place change deletes (or in check mode would delete).
+  returned: when an existing table changed with O(allow_data_loss=true) in a way that deletes rows
+  type: str
+  sample: >-
+    partitions older than 30 days would be deleted: about 700 days of history
+    (partition expiration 730 -> 30 days)
 """
 
 import re
@@ -174,6 +195,7 @@ from ansible_collections.deployml.mlops.plugins.module_utils.resource import (
     Exact, Resource, ResourceError, converge, int64, patch_body)
 
 TABLE_ID = re.compile(r"^[\w\- ]{1,1024}$")
+DAY_MS = 86400000
 PARTITION_COLUMN_TYPES = ("TIMESTAMP", "DATE", "DATETIME")
 NOT_CLUSTERABLE = ("RECORD", "JSON", "FLOAT", "BYTES", "INTERVAL", "RANGE")
 
@@ -230,6 +252,30 @@ def plan_schema(wanted, actual, path=""):
     return merged, blocked
 
 
+def days(ms):
+    """A duration in milliseconds as days, for messages: "730 days", "1 day", "0.5 days"."""
+    count = round(ms / DAY_MS, 2)
+    return "%g day%s" % (count, "" if count == 1 else "s")
+
+
+def expiration_loss(current, wanted):
+    """What changing the partition expiration from current to wanted (milliseconds, None: kept forever)
+    deletes, as a message; None when nothing is deleted.
+
+    BigQuery applies a table's partition expiration to the partitions it already holds, so the partitions
+    older than a shorter expiration are deleted as soon as it is set.
+    """
+    if wanted is None or (current is not None and int(wanted) >= int(current)):
+        return None
+    wanted = int(wanted)
+    if current is None:
+        return ("partitions older than %s would be deleted: all the history before that, kept until now "
+                "(partition expiration none, kept forever -> %s)" % (days(wanted), days(wanted)))
+    current = int(current)
+    return ("partitions older than %s would be deleted: about %s of history (partition expiration %s -> %s)"
+            % (days(wanted), days(current - wanted), days(current).rsplit(" ", 1)[0], days(wanted)))
+
+
 class Table(Resource):
     kind = "BigQuery table"
     result_key = "table"
@@ -237,6 +283,7 @@ class Table(Resource):
     def __init__(self, module):
         super().__init__(module)
         self.blocked = []
+        self.data_loss = None
 
     @property
     def name(self):
@@ -263,6 +310,8 @@ class Table(Resource):
             elif column and (column["type"] not in PARTITION_COLUMN_TYPES or column["mode"] == "REPEATED"):
                 errors.append("time_partitioning.field %r must be a TIMESTAMP, DATE or DATETIME column, not %s %s"
                               % (partitioning["field"], column["mode"], column["type"]))
+        if partitioning and partitioning.get("expiration_ms") is not None and partitioning["expiration_ms"] <= 0:
+            errors.append("time_partitioning.expiration_ms must be a positive number of milliseconds")
         if p["require_partition_filter"] and not partitioning:
             errors.append("require_partition_filter needs time_partitioning")
         clustering = p["clustering"] or []
@@ -311,6 +360,8 @@ class Table(Resource):
                 self.blocked.append("partitioning would change from %s on %s to %s on %s" % (
                     current.get("type"), current.get("field") or "ingestion time",
                     partitioning["type"], partitioning.get("field") or "ingestion time"))
+            else:
+                self.data_loss = expiration_loss(current.get("expirationMs"), partitioning.get("expirationMs"))
         if "schema" in desired:
             merged, blocked = plan_schema(desired["schema"]["fields"], actual["schema"]["fields"])
             self.blocked += blocked
@@ -322,6 +373,13 @@ class Table(Resource):
 
     def plan_update(self, actual, desired, changed_fields):
         if not self.blocked:
+            if self.data_loss and not self.params["allow_data_loss"]:
+                raise ResourceError(
+                    "%s %s: %s. Nothing was changed. Set allow_data_loss: true if that history may go "
+                    "(bigquery_allow_data_loss / mlops_bigquery_allow_data_loss in the bigquery role), or keep "
+                    "the current expiration" % (self.kind, self.name, self.data_loss))
+            if self.data_loss:
+                self.module.warn("%s %s: %s" % (self.kind, self.name, self.data_loss))
             return "update"
         if not self.params["recreate"]:
             raise ResourceError(
@@ -333,6 +391,12 @@ class Table(Resource):
 
     def read(self):
         return self.client.get("bigquery", self.path, resource=self.name)
+
+    def report(self, result):
+        if self.data_loss and result.get("changed"):
+            result["data_loss"] = self.data_loss
+            if "diff" in result:  # shown above the diff by --diff
+                result["diff"]["after_header"] = "%s (%s)" % (self.name, self.data_loss)
 
     def create(self, desired):
         path = table_path(self.params["project"], self.params["dataset_id"])
@@ -378,6 +442,7 @@ def main():
             require_partition_filter=dict(type="bool"),
             clustering=dict(type="list", elements="str"),
             recreate=dict(type="bool", default=False),
+            allow_data_loss=dict(type="bool", default=False),
         ),
     )
     converge(Table(module))

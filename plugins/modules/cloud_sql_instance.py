@@ -178,8 +178,12 @@ options:
         description:
           - IPv4 networks (CIDR) allowed to connect to the public address directly. These are all of them;
             networks not listed are removed.
-          - Networks wider than V(/8), such as V(0.0.0.0/0), are refused unless
-            O(ip_configuration.allow_public_network=true).
+          - Internet (globally routable) networks wider than V(/24), such as V(0.0.0.0/0) or V(8.0.0.0/8), and
+            more than 4096 internet addresses in all (sixteen V(/24)), are refused unless
+            O(ip_configuration.allow_public_network=true). Private and other non-routable ranges (RFC 1918,
+            shared address space, loopback, link-local, documentation ranges) do not count.
+          - With O(ip_configuration.ssl_mode=ALLOW_UNENCRYPTED_AND_ENCRYPTED), any internet network makes the
+            module warn, as clients could send passwords and data over the internet unencrypted.
         type: list
         elements: dict
         default: []
@@ -192,7 +196,9 @@ options:
             type: str
             required: true
       allow_public_network:
-        description: Allow authorized networks wider than V(/8), that open the instance to much of the internet.
+        description:
+          - Allow authorized networks that open the instance to a large part of the internet (see
+            O(ip_configuration.authorized_networks)).
         type: bool
         default: false
       ssl_mode:
@@ -359,7 +365,30 @@ NETWORK = re.compile(r"^(?:https://(?:www|compute)\.googleapis\.com/compute/(?:v
                      r"(projects/[a-z0-9.:-]+/global/networks/[a-z]([a-z0-9-]*[a-z0-9])?)$")
 DISK_MIN_GB = 10
 DISK_MAX_GB = 65536
-WIDEST_PRIVATE_PREFIX = 8  # authorized networks wider than this need allow_public_network
+# Authorized networks: an internet network wider than a /24, or more internet addresses than this in all
+# (sixteen /24 networks: a few offices), needs allow_public_network.
+WIDEST_PUBLIC_PREFIX = 24
+PUBLIC_ADDRESS_LIMIT = 4096
+# IPv4 ranges that are not reachable from the internet (IANA IPv4 Special-Purpose Address Registry,
+# RFC 6890), so authorizing them opens nothing to the internet. Disjoint, so their overlaps with a
+# network add up. Written out because the guard counts internet addresses, which ipaddress's is_global (one
+# yes or no for a whole network) cannot tell for a network that is part private, part public.
+NOT_PUBLIC = tuple(ipaddress.ip_network(block) for block in (
+    "0.0.0.0/8",        # this network
+    "10.0.0.0/8",       # RFC 1918
+    "100.64.0.0/10",    # shared address space (carrier-grade NAT)
+    "127.0.0.0/8",      # loopback
+    "169.254.0.0/16",   # link-local
+    "172.16.0.0/12",    # RFC 1918
+    "192.0.0.0/24",     # IETF protocol assignments
+    "192.0.2.0/24",     # documentation (TEST-NET-1)
+    "192.168.0.0/16",   # RFC 1918
+    "198.18.0.0/15",    # benchmarking
+    "198.51.100.0/24",  # documentation (TEST-NET-2)
+    "203.0.113.0/24",   # documentation (TEST-NET-3)
+    "224.0.0.0/4",      # multicast: never the source of a connection
+    "240.0.0.0/4",      # reserved, and the broadcast address
+))
 BUSY_STATES = ("PENDING_CREATE", "MAINTENANCE", "PENDING_DELETE", "ONLINE_MAINTENANCE")
 # Settings whose change restarts the instance (ipConfiguration only when privateNetwork changes).
 RESTART_SETTINGS = ("settings.tier", "settings.edition", "settings.availabilityType", "settings.databaseFlags")
@@ -421,9 +450,40 @@ def _tier_errors(tier, edition, database_version):
     return errors
 
 
+def public_addresses(network):
+    """How many addresses of an IPv4 network are reachable from the internet."""
+    hidden = 0
+    for block in NOT_PUBLIC:
+        if network.subnet_of(block):
+            return 0
+        if block.subnet_of(network):
+            hidden += block.num_addresses
+    return network.num_addresses - hidden
+
+
+def authorized_networks(ip):
+    """The valid IPv4 networks of ip_configuration.authorized_networks (the others are reported as errors)."""
+    networks = []
+    for entry in ip.get("authorized_networks") or []:
+        try:
+            network = ipaddress.ip_network(entry["value"], strict=True)
+        except ValueError:
+            continue
+        if network.version == 4:
+            networks.append(network)
+    return networks
+
+
+def public_address_count(ip):
+    """Internet addresses the authorized networks open the instance to, overlaps counted once."""
+    return sum(public_addresses(n) for n in ipaddress.collapse_addresses(authorized_networks(ip)))
+
+
 def _network_errors(ip):
     errors = []
     seen = set()
+    allowed = ip.get("allow_public_network")
+    wide = False  # a network already refused for its width: the total would say it again
     for index, entry in enumerate(ip.get("authorized_networks") or []):
         value = entry["value"]
         try:
@@ -435,13 +495,20 @@ def _network_errors(ip):
         if network.version != 4:
             errors.append("ip_configuration.authorized_networks[%d]: %r: Cloud SQL authorizes IPv4 networks only"
                           % (index, value))
-        elif network.prefixlen < WIDEST_PRIVATE_PREFIX and not ip.get("allow_public_network"):
+        elif network.prefixlen < WIDEST_PUBLIC_PREFIX and public_addresses(network) and not allowed:
+            wide = True
             errors.append("ip_configuration.authorized_networks[%d]: %r opens the instance to a large part of the "
-                          "internet; connect through the Cloud SQL connectors instead, or set "
-                          "ip_configuration.allow_public_network: true to allow it" % (index, value))
+                          "internet (%d addresses; internet networks wider than /%d are refused); connect through "
+                          "the Cloud SQL connectors instead, or set ip_configuration.allow_public_network: true to "
+                          "allow it" % (index, value, public_addresses(network), WIDEST_PUBLIC_PREFIX))
         if value in seen:
             errors.append("ip_configuration.authorized_networks lists %r twice" % value)
         seen.add(value)
+    total = public_address_count(ip)
+    if total > PUBLIC_ADDRESS_LIMIT and not allowed and not wide:
+        errors.append("ip_configuration.authorized_networks open the instance to %d internet addresses in all, more "
+                      "than %d; connect through the Cloud SQL connectors instead, or set "
+                      "ip_configuration.allow_public_network: true to allow it" % (total, PUBLIC_ADDRESS_LIMIT))
     private = ip.get("private_network")
     if private is not None and network_path(private) is None:
         errors.append("ip_configuration.private_network %r must be projects/PROJECT/global/networks/NAME or its "
@@ -744,6 +811,12 @@ class Instance(Resource):
         errors = option_errors(self.params)
         if errors:
             raise ResourceError("invalid options for %s %s: %s" % (self.kind, self.name, "; ".join(errors)))
+        ip = self.params.get("ip_configuration") or {}
+        exposed = public_address_count(ip)
+        if exposed and ip.get("ssl_mode") == "ALLOW_UNENCRYPTED_AND_ENCRYPTED":
+            self.module.warn("%s %s accepts unencrypted connections and its authorized networks include %d internet "
+                             "addresses: passwords and data could cross the internet in clear. Set "
+                             "ip_configuration.ssl_mode: ENCRYPTED_ONLY" % (self.kind, self.name, exposed))
 
     def desired(self):
         return build_instance(self.params)

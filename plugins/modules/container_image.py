@@ -14,8 +14,13 @@ description:
     repository, then return it by digest so that services deploy exactly that image.
   - Idempotent by content. The image tag is V(ctx-) followed by the first 20 hex digits of a SHA-256 of the
     build context (the relative path, content and executable bit of every file that C(.dockerignore) does
-    not exclude), the O(dockerfile) path and the O(build_args). When the repository already holds the image
-    with that tag, nothing is uploaded or built.
+    not exclude), the O(dockerfile) path, the O(build_args) and the O(builder). When the repository already holds
+    the image with that tag, nothing is uploaded or built.
+  - The base image is part of that hash, as it is named in the Dockerfile (its C(FROM) line, or the default of a
+    build argument C(FROM) uses, such as C(ARG BASE_IMAGE=python:3.11.14-slim-bookworm) and
+    C(FROM ${BASE_IMAGE})), or by a build argument in O(build_args) (such as V(BASE_IMAGE=python@sha256:...) to
+    pin it by digest). Pin it by exact version or digest, since a floating tag such as V(python:3.11) changes under
+    the same hash.
   - Otherwise the context is uploaded as a reproducible C(.tgz) to
     V(gs://SOURCE_BUCKET/deployml/IMAGE-TAG.tgz) (skipped when an identical archive is already there), a
     build runs C(docker build) and pushes the tagged image, and the module waits for the build to finish.
@@ -57,6 +62,12 @@ options:
       - Build arguments (C(docker build --build-arg NAME=VALUE)). They are part of the content hash.
       - Never put secrets here; they are visible in the build's definition and logs.
     type: dict
+  builder:
+    description:
+      - The image of the build step that runs C(docker build) and pushes the image, by exact version or by digest
+        (V(gcr.io/cloud-builders/docker@sha256:...)). Part of the content hash.
+    type: str
+    default: gcr.io/cloud-builders/docker:24.0.9
   source_bucket:
     description:
       - The Cloud Storage bucket the context is uploaded to. It must exist (create it with
@@ -173,7 +184,12 @@ IMAGE_PART = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
 IMAGE = re.compile(r"^%s(?:/%s)*$" % (IMAGE_PART, IMAGE_PART))
 BUCKET = re.compile(r"^[a-z0-9][a-z0-9._-]{1,220}[a-z0-9]$")
 BUILD_ARG = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-BUILDER = "gcr.io/cloud-builders/docker"
+# Pinned: the builder's docker decides how the image is built. Cloud Build's docker builder has a tag per supported
+# docker version (GoogleCloudPlatform/cloud-builders, docker/cloudbuild.yaml: 19.03.15, 20.10.24, 24.0.9).
+BUILDER = "gcr.io/cloud-builders/docker:24.0.9"
+# An image with a tag or a digest (no implicit :latest).
+IMAGE_REFERENCE = re.compile(r"^[a-z0-9][a-z0-9._-]*(?::[0-9]+)?(?:/[a-z0-9._-]+)*"
+                             r"(?::\w[\w.-]{0,127}|@sha256:[0-9a-f]{64})$")
 TERMINAL = ("SUCCESS", "FAILURE", "INTERNAL_ERROR", "TIMEOUT", "CANCELLED", "EXPIRED")
 QUEUE_ALLOWANCE = 600  # seconds a build may wait in the queue on top of its own timeout
 
@@ -212,12 +228,15 @@ class ContainerImage:
                 errors.append("build_args: %r is not a valid argument name (letters, digits and '_')" % key)
             if isinstance(value, (bool, dict, list)) or value is None:
                 errors.append("build_args: %r must have a string value (quote numbers and booleans)" % key)
+        if not IMAGE_REFERENCE.match(p["builder"] or ""):
+            errors.append("builder %r must be an image with a tag or a digest, such as %s or "
+                          "gcr.io/cloud-builders/docker@sha256:..." % (p["builder"], BUILDER))
         if not 60 <= p["build_timeout"] <= 86400:
             errors.append("build_timeout must be from 60 to 86400 seconds, got %d" % p["build_timeout"])
         if errors:
             raise ResourceError("invalid options for container image %s: %s" % (p["image"], "; ".join(errors)))
         try:
-            self.context = BuildContext(p["source"], p["dockerfile"], self.build_args())
+            self.context = BuildContext(p["source"], p["dockerfile"], self.build_args(), builder=p["builder"])
             self.context.digest  # pylint: disable=pointless-statement  # read every file now: errors before any request
         except ContextError as exc:
             raise ResourceError("container image %s: %s" % (p["image"], exc)) from None
@@ -297,7 +316,7 @@ class ContainerImage:
             storage_source["generation"] = str(generation)
         body = {
             "source": {"storageSource": storage_source},
-            "steps": [{"name": BUILDER, "args": args}],
+            "steps": [{"name": p["builder"], "args": args}],
             "images": [tagged],
             "timeout": "%ds" % p["build_timeout"],
             "tags": ["deployml", self.context.tag()],
@@ -417,6 +436,7 @@ def main():
             image=dict(type="str", required=True),
             dockerfile=dict(type="str", default="Dockerfile"),
             build_args=dict(type="dict"),
+            builder=dict(type="str", default=BUILDER),
             source_bucket=dict(type="str"),
             build_service_account=dict(type="str"),
             build_timeout=dict(type="int", default=1200),

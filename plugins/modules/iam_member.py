@@ -21,6 +21,8 @@ description:
   - Removing the last member of a binding removes the binding.
   - Granting a role to V(allUsers) or V(allAuthenticatedUsers) makes the resource public; it is refused unless
     O(allow_public=true).
+  - Granting a basic (primitive) role, V(roles/owner), V(roles/editor) or V(roles/viewer), is made with a warning,
+    since they hold permissions on every service where a predefined or custom role grants only what is used.
   - In check mode, a resource that does not exist yet (one an earlier task would create) is reported as a
     grant to make, with a warning; outside check mode it is an error.
 options:
@@ -196,6 +198,8 @@ from ansible_collections.deployml.mlops.plugins.module_utils.iam import (
     PolicyTarget, add_member, binding_view, condition_error, is_public, member_error, normalize_member,
     remove_member, role_error, update_policy)
 
+# Google's basic roles: every permission of every service (owner, editor) or read access to all (viewer).
+PRIMITIVE_ROLES = ("roles/owner", "roles/editor", "roles/viewer")
 RESOURCE_TYPE_CHOICES = ["project", "bucket", "secret", "service_account", "cloud_run_service", "cloud_run_job",
                          "bigquery_table", "artifact_registry_repository"]
 
@@ -246,6 +250,9 @@ def main():
 
     role, condition = p["role"], p["condition"]
     member = normalize_member(p["member"])
+    if p["state"] == "present" and role in PRIMITIVE_ROLES:
+        module.warn("%s is a basic role, with broad permissions on every service; grant %s a predefined or custom "
+                    "role with only the permissions it needs" % (role, member))
     if p["state"] == "present":
         def edit(policy):
             return add_member(policy, role, member, condition)

@@ -235,11 +235,13 @@ class RegisteredModel:
     kind: str
 
 
-def register_churn_model(tracking_uri, name, alias="champion", invert=False, kind="classifier"):
+def register_churn_model(tracking_uri, name, alias="champion", invert=False, kind="classifier",
+                         serialization_format="skops"):
     """Train and register a scikit-learn pipeline; point `alias` at the new version (when alias is set).
 
     kind "classifier": logistic regression on churned (invert=True learns the opposite labels, so a
-    second version predicts differently); "regressor": linear regression of monthly_charges * 12.
+    second version predicts differently); "regressor": linear regression of monthly_charges * 12. Saved with skops (the format the serving API loads by
+    default) unless `serialization_format` says otherwise.
     """
     import mlflow
     from mlflow import MlflowClient
@@ -264,7 +266,7 @@ def register_churn_model(tracking_uri, name, alias="champion", invert=False, kin
     with mlflow.start_run() as run:
         mlflow.log_param("invert", invert)
         info = mlflow.sklearn.log_model(pipeline, name="model", input_example=frame.head(3),
-                                        registered_model_name=name,
+                                        registered_model_name=name, serialization_format=serialization_format,
                                         pip_requirements=model_requirements())
     version = str(info.registered_model_version)
     if alias:

@@ -368,7 +368,8 @@ def test_recording_proxy_sees_the_job(bigquery_emulator, seeded):
 
 def test_image_is_pinned_and_non_root():
     dockerfile = (DRIFT_JOB_DIR / "Dockerfile").read_text()
-    assert re.search(r"^FROM python:\d+\.\d+\.\d+-slim\S*\s*$", dockerfile, flags=re.MULTILINE)
+    assert re.search(r"^ARG BASE_IMAGE=python:\d+\.\d+\.\d+-slim\S*\s*$", dockerfile, flags=re.MULTILINE)
+    assert re.search(r"^FROM \$\{BASE_IMAGE\}\s*$", dockerfile, flags=re.MULTILINE)
     users = re.findall(r"^USER\s+(\S+)", dockerfile, flags=re.MULTILINE)
     assert users and users[-1].split(":")[0] not in ("root", "0")
     assert '["python", "-m", "drift_job"]' in dockerfile

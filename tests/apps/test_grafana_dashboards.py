@@ -164,11 +164,11 @@ def seeded(bigquery_emulator):
 
 
 def resolve_variables(client, dashboard, dataset):
-    """{name: (value, quoted)} as Grafana sets them: textboxes to our dataset, query variables to All."""
+    """{name: (value, quoted)} as Grafana sets them: the dataset constant to our dataset, query variables to All."""
     variables, options = {}, {}
     for variable in dashboard["templating"]["list"]:
         name = variable["name"]
-        if variable["type"] == "textbox":
+        if variable["type"] == "constant":
             variables[name] = (dataset if name == "dataset" else variable["query"], False)
         elif variable["type"] == "query":
             rows, columns = run_query(client, expand(variable["query"]["rawSql"], variables))
@@ -414,6 +414,26 @@ def dockerfile_env():
     return env
 
 
+def test_the_dataset_is_a_hidden_constant_no_viewer_can_set():
+    """${dataset} is pasted into the SQL as is: a textbox (or a URL parameter) would let a viewer rewrite queries."""
+    for name, dashboard in load_dashboards():
+        variables = {variable["name"]: variable for variable in dashboard["templating"]["list"]}
+        dataset = variables["dataset"]
+        assert dataset["type"] == "constant" and dataset["hide"] == 2 and dataset.get("skipUrlSync") is True, name
+        assert re.fullmatch(r"[A-Za-z0-9_]{1,1024}", dataset["query"]), name
+        # Every other variable takes its values from a query on the tables, never from free text.
+        free = [key for key, variable in variables.items() if variable["type"] in ("textbox", "custom", "adhoc")]
+        assert not free, "%s: variables viewers can type into: %s" % (name, free)
+
+
+def test_every_query_has_a_bytes_billed_cap():
+    """BigQuery's maximumBytesBilled on every dashboard query: a runaway query fails instead of billing."""
+    (source,) = yaml.safe_load(DATASOURCES.read_text())["datasources"]
+    cap = source["jsonData"].get("maxBillableBytes")  # the plugin's key (its BigQuerySettings.MaxBillableBytes)
+    assert isinstance(cap, int) and not isinstance(cap, bool), "maxBillableBytes must be an integer: %r" % cap
+    assert 0 < cap <= 100 * 2 ** 30, cap
+
+
 def test_datasource_provisioning():
     document = yaml.safe_load(DATASOURCES.read_text())
     assert document["apiVersion"] == 1
@@ -429,17 +449,56 @@ def test_datasource_provisioning():
     assert "BEGIN PRIVATE KEY" not in DATASOURCES.read_text()
 
 
-def test_dashboard_provider_points_at_the_copied_dashboards():
+def test_dashboard_provider_reads_the_dashboards_the_start_script_writes():
     (provider,) = yaml.safe_load(PROVIDERS.read_text())["providers"]
     assert provider["type"] == "file" and provider["allowUiUpdates"] is False and provider["disableDeletion"] is True
+    assert provider["options"]["path"] == "${MLOPS_DASHBOARDS_DIR}"
     copies = dict(re.findall(r"^COPY\s+(\S+)\s+(\S+)\s*$", DOCKERFILE.read_text(), flags=re.MULTILINE))
-    assert copies["dashboards/"].rstrip("/") == provider["options"]["path"].rstrip("/")
+    env = dockerfile_env()
+    assert copies["dashboards/"].rstrip("/") == env["MLOPS_DASHBOARDS_SOURCE"]
+    assert env["MLOPS_DASHBOARDS_DIR"].startswith("/var/lib/grafana/")  # the grafana user's own directory
     assert copies["provisioning/"].rstrip("/") == "/etc/grafana/provisioning"
+
+
+def test_each_dashboard_holds_the_dataset_default_once():
+    """The start script replaces `"query": "mlops"` by the deployment's dataset: it must be the constant, once."""
+    for path in DASHBOARDS:
+        assert path.read_text().count('"query": "mlops"') == 1, path.name
+        (constant,) = [v for v in json.loads(path.read_text())["templating"]["list"] if v["name"] == "dataset"]
+        assert constant["query"] == "mlops"
+
+
+def test_start_script_writes_the_dashboards_with_the_deployments_dataset(safe_env, tmp_path):
+    written = tmp_path / "dashboards"
+    env = dict(safe_env, MLOPS_DASHBOARDS_SOURCE=str(GRAFANA_DIR / "dashboards"), MLOPS_DASHBOARDS_DIR=str(written),
+               MLOPS_BIGQUERY_DATASET="churn_mlops_2")
+    proc = start(env, tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert sorted(p.name for p in written.iterdir()) == [p.name for p in DASHBOARDS]
+    for path in DASHBOARDS:
+        original, rendered = json.loads(path.read_text()), json.loads((written / path.name).read_text())
+        (constant,) = [v for v in rendered["templating"]["list"] if v["name"] == "dataset"]
+        assert constant["query"] == "churn_mlops_2"
+        constant["query"] = "mlops"
+        assert rendered == original  # nothing else changed
+    del env["MLOPS_BIGQUERY_DATASET"]
+    proc = start(env, tmp_path)
+    assert proc.returncode == 0 and '"query": "mlops"' in (written / DASHBOARDS[0].name).read_text()
+
+
+@pytest.mark.parametrize("dataset", ["mlops`; DROP TABLE x; --", "a.b", "a\nb", "x" * 1025, "mlops/../x"])
+def test_start_script_refuses_a_dataset_name_bigquery_would_not_accept(safe_env, tmp_path, dataset):
+    written = tmp_path / "dashboards"
+    proc = start(dict(safe_env, MLOPS_DASHBOARDS_SOURCE=str(GRAFANA_DIR / "dashboards"),
+                      MLOPS_DASHBOARDS_DIR=str(written), MLOPS_BIGQUERY_DATASET=dataset), tmp_path)
+    assert proc.returncode == 64 and "MLOPS_BIGQUERY_DATASET" in proc.stderr
+    assert not written.exists()
 
 
 def test_image_is_pinned_locked_down_and_non_root():
     text = DOCKERFILE.read_text()
-    assert re.search(r"^FROM grafana/grafana:\d+\.\d+\.\d+\s*$", text, flags=re.MULTILINE)
+    assert re.search(r"^ARG BASE_IMAGE=grafana/grafana:\d+\.\d+\.\d+\s*$", text, flags=re.MULTILINE)
+    assert re.search(r"^FROM \$\{BASE_IMAGE\}\s*$", text, flags=re.MULTILINE)
     version = re.search(r"BIGQUERY_PLUGIN_VERSION=(\S+)", text).group(1)
     assert re.fullmatch(r"\d+\.\d+\.\d+", version)
     assert re.search(r"plugins install %s \"\$\{BIGQUERY_PLUGIN_VERSION\}\"" % PLUGIN, text)

@@ -70,8 +70,9 @@ def test_an_explicit_audience_is_used_as_given():
     ({"MLFLOW_AUTH": "google-id-token", "MLFLOW_TRACKING_URI": "databricks"},
      "MLFLOW_TRACKING_URI must be an http(s) URL with a host for MLFLOW_AUTH=google-id-token"),
     ({"MLFLOW_AUTH": "google-id-token", "MLFLOW_TRACKING_URI": "http://mlflow:port"}, "got 'http://mlflow:port'"),
-    ({"MLFLOW_AUTH": "google-id-token", "MLFLOW_TRACKING_USERNAME": "u", "MLFLOW_TRACKING_PASSWORD": "p"},
-     "MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD are set"),
+    ({"MLFLOW_AUTH": "google-id-token", "MLFLOW_TRACKING_USERNAME": "u"},
+     "set both MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD"),
+    ({"MLFLOW_TRACKING_PASSWORD": "p"}, "set both MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD"),
 ])
 def test_bad_mlflow_auth_settings_are_named(extra, message):
     with pytest.raises(ConfigError) as raised:

@@ -105,9 +105,40 @@ def test_dockerfile_runs_the_package_as_a_non_root_user_on_port(directory, packa
     users = [rest.strip() for word, rest in instructions if word == "USER"]
     assert users and users[-1] not in ("root", "0") and int(users[-1]) >= 1000
     assert "ENTRYPOINT %s" % command in dockerfile
-    assert "COPY %s/ %s/" % (package, package) in dockerfile and "COPY requirements.txt ." in dockerfile
+    assert "COPY %s/ %s/" % (package, package) in dockerfile and "COPY requirements.lock ." in dockerfile
     assert "PORT=8080" in dockerfile and "HEALTHCHECK" in dockerfile
     assert (directory / package / "__main__.py").exists()
+
+
+# The base images by exact version: python X.Y.Z on a named Debian release, Grafana X.Y.Z; never a floating tag
+# (python:3.11-slim, :latest) that changes under an unchanged content tag.
+EXACT_BASE = {"python": r"python:\d+\.\d+\.\d+-slim-[a-z]+", "grafana": r"grafana/grafana:\d+\.\d+\.\d+"}
+
+
+@pytest.mark.parametrize("directory, base", [
+    (SERVING, "python"), (MLFLOW, "python"), (ROOT / "roles" / "monitoring" / "files", "python"),
+    (ROOT / "roles" / "grafana" / "files", "grafana"),
+], ids=["serving", "mlflow", "monitoring", "grafana"])
+def test_dockerfile_base_is_pinned_and_overridable_by_digest(directory, base):
+    dockerfile = (directory / "Dockerfile").read_text()
+    froms = re.findall(r"^FROM\s+(\S+)", dockerfile, flags=re.MULTILINE)
+    assert froms == ["${BASE_IMAGE}"], "one stage, its base from the BASE_IMAGE build argument: %s" % froms
+    default = re.search(r"^ARG BASE_IMAGE=(\S+)\s*$", dockerfile, flags=re.MULTILINE)
+    assert default and re.fullmatch(EXACT_BASE[base], default.group(1)), "floating base %s" % default
+
+
+@pytest.mark.parametrize("directory", [SERVING, MLFLOW, ROOT / "roles" / "monitoring" / "files"],
+                         ids=["serving", "mlflow", "monitoring"])
+def test_dockerfile_installs_only_the_hashed_lock(directory):
+    """pip installs requirements.lock with --require-hashes and --no-deps: nothing resolved or unverified."""
+    dockerfile = (directory / "Dockerfile").read_text()
+    installs = re.findall(r"pip install ([^\n\\&]*)", dockerfile)
+    assert installs, "no pip install in %s" % directory
+    for options in installs:
+        words = options.split()
+        assert "--require-hashes" in words and "--no-deps" in words, options
+        assert words[-2:] == ["-r", "requirements.lock"], options
+    assert "COPY requirements.lock ." in dockerfile and "COPY requirements.txt" not in dockerfile
 
 
 def test_serving_reads_port_and_mlflow_healthcheck_command():

@@ -39,15 +39,17 @@ def test_settings_from_every_variable():
     env = dict(BASE_ENV, MODEL_ALIAS="challenger", MODEL_POLL_INTERVAL="0", BIGQUERY_DATASET="d", BIGQUERY_TABLE="t",
                BIGQUERY_API_ENDPOINT="http://127.0.0.1:9050", LOG_BATCH_SIZE="100", LOG_FLUSH_INTERVAL="0.5",
                LOG_QUEUE_MAX_SIZE="2000", LOG_MAX_RETRY_SECONDS="30", LOG_INSERT_TIMEOUT="3",
-               LOG_SHUTDOWN_TIMEOUT="5", MAX_INSTANCES="50", MLFLOW_AUTH="google-id-token",
-               MLFLOW_AUTH_AUDIENCE="https://mlflow-abc123-uc.a.run.app")
+               LOG_SHUTDOWN_TIMEOUT="5", MAX_INSTANCES="50", MAX_BODY_BYTES="2048", MLFLOW_AUTH="google-id-token",
+               MLFLOW_AUTH_AUDIENCE="https://mlflow-abc123-uc.a.run.app", MODEL_ALLOW_PICKLE="true",
+               MODEL_TRUSTED_TYPES="a.B,c.D")
     settings = Settings.from_env(env)
     assert settings == Settings(tracking_uri="http://mlflow:5000", model_name="churn", bigquery_project="p",
                                 model_alias="challenger", poll_interval=0.0, bigquery_dataset="d", bigquery_table="t",
                                 bigquery_endpoint="http://127.0.0.1:9050", batch_size=100, flush_interval=0.5,
                                 queue_max_size=2000, max_retry_seconds=30.0, insert_timeout=3.0, shutdown_timeout=5.0,
-                                max_instances=50, mlflow_auth="google-id-token",
-                                mlflow_auth_audience="https://mlflow-abc123-uc.a.run.app")
+                                max_instances=50, max_body_bytes=2048, mlflow_auth="google-id-token",
+                                mlflow_auth_audience="https://mlflow-abc123-uc.a.run.app", allow_pickle=True,
+                                trusted_types=("a.B", "c.D"))
     assert set(env) == set(ENVIRONMENT)  # every variable is read
 
 

@@ -163,6 +163,51 @@ def test_expiration_update_in_place(table, bigquery):
     assert table.read()["timePartitioning"]["expirationMs"] == "172800000"
 
 
+DAYS = 86400000
+
+
+def test_shorter_partition_expiration_is_refused_saying_how_much_history_goes(table, bigquery):
+    """730 -> 30 days makes BigQuery delete about 700 days of partitions at once: refused before any write,
+    in check mode too, unless allow_data_loss; then a warning, the figure in the result and the diff."""
+    table.full(time_partitioning=dict(PARTITIONING, expiration_ms=730 * DAYS))
+    figure = "partitions older than 30 days would be deleted: about 700 days of history " \
+             "(partition expiration 730 -> 30 days)"
+    shorter = dict(PARTITIONING, expiration_ms=30 * DAYS)
+    bigquery.clear()
+    for check in (True, False):
+        refused = table.full(time_partitioning=shorter, check=check)
+        assert refused["rc"] == 1 and figure in refused["msg"] and "allow_data_loss" in refused["msg"], refused
+    assert bigquery.writes() == [], "refused before any write"
+    assert table.read()["timePartitioning"]["expirationMs"] == str(730 * DAYS)
+
+    preview = table.full(time_partitioning=shorter, allow_data_loss=True, check=True)
+    assert preview["rc"] == 0 and preview["changed"] is True and preview["data_loss"] == figure, preview
+    assert figure in preview["diff"]["after_header"] and figure in json.dumps(preview["warnings"])
+    assert preview["diff"]["after"]["timePartitioning"]["expirationMs"] == str(30 * DAYS)
+    assert bigquery.writes() == []
+
+    result = table.full(time_partitioning=shorter, allow_data_loss=True)
+    assert result["rc"] == 0 and result["data_loss"] == figure and figure in json.dumps(result["warnings"])
+    assert [r[0] for r in bigquery.writes()] == ["PATCH"]
+    assert table.read()["timePartitioning"]["expirationMs"] == str(30 * DAYS)
+
+    bigquery.clear()
+    longer = table.full(time_partitioning=dict(PARTITIONING, expiration_ms=90 * DAYS))
+    assert longer["rc"] == 0 and "data_loss" not in longer and not longer.get("warnings"), "lengthening is safe"
+    assert [r[0] for r in bigquery.writes()] == ["PATCH"]
+
+
+def test_first_partition_expiration_on_a_table_kept_forever_is_refused(table, bigquery):
+    """No expiration kept every partition: setting one deletes all those older than it."""
+    forever = {"type": "DAY", "field": "timestamp"}
+    table.full(time_partitioning=forever)
+    bigquery.clear()
+    refused = table.full(time_partitioning=dict(forever, expiration_ms=30 * DAYS))
+    assert refused["rc"] == 1 and "partitions older than 30 days would be deleted" in refused["msg"], refused
+    assert "kept forever -> 30 days" in refused["msg"] and bigquery.writes() == []
+    assert "expirationMs" not in table.read()["timePartitioning"]
+
+
 def test_absent(table, bigquery):
     table.full()
     preview = table.run(state="absent", check=True)

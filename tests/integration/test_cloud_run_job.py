@@ -187,3 +187,12 @@ def test_secret_env_and_cloudsql_for_a_migration_job(job, fake_gcp, unique):
         "secretKeyRef": {"secret": "pw-" + unique, "version": "latest"}}}]
     fake_gcp.clear()
     assert job.run(**options)["changed"] is False and len(fake_gcp.requests) == 1
+
+
+def test_plain_env_names_that_look_secret_warn(job, fake_gcp):
+    created = job.run(env={"DB_PASSWORD": "hunter2", "DRIFT_PROJECT": "p"})
+    assert created["rc"] == 0, created
+    assert [w["event"]["msg"] for w in created.get("warnings") or []] == [
+        "env DB_PASSWORD of Cloud Run job projects/%s/locations/%s/jobs/%s looks like a secret: a plain env value is "
+        "shown in task results, diffs and the Cloud Run console; put it in Secret Manager and use secret_env"
+        % (PROJECT, LOCATION, job.name)], created

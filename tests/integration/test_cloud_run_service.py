@@ -357,3 +357,20 @@ def test_service_account_cloudsql_volumes_and_probes(service, fake_gcp, unique):
     template = service.read()["template"]
     assert sorted(v["name"] for v in template["volumes"]) == ["models", "scratch"]
     assert sorted(m["name"] for m in template["containers"][0]["volumeMounts"]) == ["models", "scratch"]
+
+
+def test_plain_env_names_that_look_secret_warn(service, fake_gcp):
+    """A plain value is shown in results and diffs: a secret-like name is deployed, with a warning naming it."""
+    options = dict(env={"DB_PASSWORD": "hunter2", "API_KEY": "k", "GITHUB_TOKEN": "t", "APP_SECRET": "s",
+                        "SERVICE_CREDENTIALS": "c", "DB_USER": "mlflow", "KEYRING_BACKEND": "file",
+                        "TOKEN_FILE": "/var/run/token", "SECRET_NAME": "db-password", "MODEL_NAME": "m"})
+    created = service.run(**options)
+    assert created["rc"] == 0, created
+    # ansible-core 2.19 returns each warning as a summary with its message in event.msg.
+    warned = [w["event"]["msg"] for w in created.get("warnings") or [] if "looks like a secret" in w["event"]["msg"]]
+    named = sorted(w.split()[1] for w in warned)
+    assert named == ["API_KEY", "APP_SECRET", "DB_PASSWORD", "GITHUB_TOKEN", "SERVICE_CREDENTIALS"], created
+    assert all("secret_env" in w for w in warned)
+    # Plain names, and names of references to a secret (a file, a secret's name), do not warn.
+    clean = service.run(env={"DB_USER": "mlflow", "TOKEN_FILE": "/var/run/token", "SECRET_NAME": "db-password"})
+    assert clean["rc"] == 0 and not clean.get("warnings"), clean

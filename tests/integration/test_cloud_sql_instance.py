@@ -182,6 +182,13 @@ def test_check_mode_writes_nothing_and_diff_shows_the_settings(instance, fake_gc
     (dict(tier="db-custom-3-7680"), "vCPU count"),
     (dict(edition="ENTERPRISE_PLUS"), "ENTERPRISE_PLUS takes a db-perf-optimized-N-*"),
     (dict(ip_configuration={"authorized_networks": [{"value": "0.0.0.0/0"}]}), "allow_public_network: true"),
+    # The review's case: two /8s passed the old prefix-length check, with plaintext allowed.
+    (dict(ip_configuration={"authorized_networks": [{"value": "8.0.0.0/8"}, {"value": "128.0.0.0/8"}],
+                            "ssl_mode": "ALLOW_UNENCRYPTED_AND_ENCRYPTED"}),
+     "'8.0.0.0/8' opens the instance to a large part of the internet (16777216 addresses"),
+    (dict(ip_configuration={"authorized_networks": [{"value": "8.8.8.0/23"}]}), "wider than /24 are refused"),
+    (dict(ip_configuration={"authorized_networks": [{"value": "9.0.%d.0/24" % i} for i in range(17)]}),
+     "4352 internet addresses in all, more than 4096"),
     (dict(backups={"start_time": "3am"}), "HH:MM"),
     (dict(maintenance_window={"day": 8, "hour": 1}), "maintenance_window.day"),
     (dict(disk_size_gb=5), "disk_size_gb"),
@@ -245,6 +252,28 @@ def test_iam_authentication_alone_keeps_the_other_flags(instance, fake_gcp):
     fake_gcp.clear()
     assert instance.run(iam_authentication=False)["changed"] is False and fake_gcp.writes() == []
     instance.unprotect_and_delete()
+
+
+def test_public_network_guard_counts_internet_addresses(instance, fake_gcp):
+    """Private ranges stay allowed; internet networks pass with allow_public_network; plaintext with any
+    internet network warns. Check mode: nothing is created."""
+    private = instance.run(check=True, ip_configuration={
+        "authorized_networks": [{"value": v} for v in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16",
+                                                       "100.64.0.0/10")],
+        "ssl_mode": "ALLOW_UNENCRYPTED_AND_ENCRYPTED"})
+    assert private["rc"] == 0 and not warnings(private), private
+    offices = instance.run(check=True, ip_configuration={
+        "authorized_networks": [{"value": "9.0.%d.0/24" % i} for i in range(16)] + [{"value": "9.0.0.7"}]})
+    assert offices["rc"] == 0 and not warnings(offices), "sixteen /24s (4096 addresses, overlaps once) pass"
+    wide = {"authorized_networks": [{"value": "8.0.0.0/8"}, {"value": "128.0.0.0/8"}],
+            "ssl_mode": "ALLOW_UNENCRYPTED_AND_ENCRYPTED", "allow_public_network": True}
+    allowed = instance.run(check=True, ip_configuration=wide)
+    assert allowed["rc"] == 0, allowed
+    assert any("unencrypted" in w and "33554432 internet addresses" in w for w in warnings(allowed)), allowed
+    one = instance.run(check=True, ip_configuration={"authorized_networks": [{"value": "8.8.8.0/24"}],
+                                                     "ssl_mode": "ALLOW_UNENCRYPTED_AND_ENCRYPTED"})
+    assert one["rc"] == 0 and any("256 internet addresses" in w for w in warnings(one)), one
+    assert fake_gcp.writes() == [] and instance.read() is None
 
 
 def test_networks_and_tls_return_to_the_secure_defaults(instance, fake_gcp):

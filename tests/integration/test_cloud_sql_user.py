@@ -15,6 +15,7 @@ import requests
 
 from tests.conftest import PROJECT, run_module
 from tests.integration.test_cloud_sql_database import create_instance
+from tests.standins.fakegcp.server import masked
 
 
 @pytest.fixture(scope="module")
@@ -50,7 +51,8 @@ class Users:
         return found[0] if found else None
 
     def sent_passwords(self):
-        """The passwords the module sent (insert or update bodies), from the fake's request log."""
+        """The passwords the module sent (insert or update bodies), as the fake's request log masks them:
+        compare with masked(value)."""
         return [c.body.get("password") for c in self.fake.writes()
                 if c.api == "sqladmin" and c.method in ("POST", "PUT") and c.path.endswith("/users")]
 
@@ -93,7 +95,7 @@ def password_secret(fake_gcp, unique):
 def test_password_from_secret_lifecycle(user, password_secret, fake_gcp):
     result = user.run(password_secret=password_secret.id)
     assert result["rc"] == 0 and result["changed"] is True and result["password_updated"] is True, result
-    assert user.sent_passwords() == [password_secret.value], "the password set is the secret's value"
+    assert user.sent_passwords() == [masked(password_secret.value)], "the password set is the secret's value"
     assert fake_gcp.apis["sqladmin"].password(PROJECT, user.instance, user.name) == password_secret.value
     assert password_secret.value not in user.output
     assert "password" not in result["user"] and result["user"]["name"] == user.name
@@ -135,7 +137,7 @@ def test_update_password_always_pushes_the_rotated_secret(user, password_secret,
     fake_gcp.clear()
     pushed = user.run(password_secret=full, update_password="always")
     assert pushed["rc"] == 0 and pushed["changed"] is True, pushed
-    assert user.sent_passwords() == [password_secret.value]
+    assert user.sent_passwords() == [masked(password_secret.value)]
     assert fake_gcp.apis["sqladmin"].password(PROJECT, user.instance, user.name) == password_secret.value
     put = fake_gcp.writes()[0]
     assert put.method == "PUT" and put.query.get("name") == user.name
@@ -151,14 +153,14 @@ def test_pinned_secret_version(user, password_secret):
     password_secret.add("second-" + random_source.token_hex(8))
     result = user.run(password_secret="%s/versions/%s" % (password_secret.full, first_version.rsplit("/", 1)[1]))
     assert result["rc"] == 0, result
-    assert user.sent_passwords() == [first]
+    assert user.sent_passwords() == [masked(first)]
 
 
 def test_password_given_directly_is_never_in_the_output(user, fake_gcp):
     password = "direct-" + random_source.token_hex(12)
     result = user.run(password=password)
     assert result["rc"] == 0 and result["changed"] is True, result
-    assert user.sent_passwords() == [password]
+    assert user.sent_passwords() == [masked(password)]
     assert password not in user.output
 
 
@@ -287,7 +289,7 @@ def test_transient_errors_are_retried(user, password_secret, fake_gcp):
     fake_gcp.inject(503, count=1, method="POST", path=r"sqladmin/.*/users$")
     result = user.run(password_secret=password_secret.id)
     assert result["rc"] == 0 and result["changed"] is True, result
-    assert user.find() is not None and user.sent_passwords()[-1] == password_secret.value
+    assert user.find() is not None and user.sent_passwords()[-1] == masked(password_secret.value)
 
 
 def test_failed_operation_is_reported(user, fake_gcp):
@@ -316,6 +318,6 @@ def test_lost_insert_answer_is_recovered(user, fake_gcp):
     fake_gcp.inject(503, count=1, method="POST", path=r"sqladmin/.*/users$", forward=True)
     result = user.run(password=password)
     assert result["rc"] == 0 and result["changed"] is True, result
-    assert user.sent_passwords() == [password, password], "the insert was sent again"
+    assert user.sent_passwords() == [masked(password)] * 2, "the insert was sent again"
     assert user.find() is not None and result["user"]["name"] == user.name
     assert fake_gcp.apis["sqladmin"].password(PROJECT, user.instance, user.name) == password

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import tarfile
 from urllib.parse import quote
 
@@ -311,6 +312,7 @@ def test_lost_answer_on_build_create_converges(ready, fake_gcp):
     ({"build_timeout": 10}, "build_timeout must be from 60 to 86400"),
     ({"source_bucket": "Bad Bucket"}, "source_bucket 'Bad Bucket' is not a Cloud Storage bucket name"),
     ({"source": "/nonexistent/ctx"}, "is not a directory"),
+    ({"builder": "gcr.io/cloud-builders/docker"}, "must be an image with a tag or a digest"),
 ])
 def test_bad_input_fails_before_any_request(image, fake_gcp, storage, options, message):
     result = image.run(**options)
@@ -327,3 +329,20 @@ def test_unreadable_file_fails_before_any_request(image, fake_gcp, storage):
     result = image.run()
     assert result["rc"] == 1 and "cannot read" in result["msg"], result
     assert fake_gcp.requests == [] and storage.requests == []
+
+
+def test_the_builder_is_pinned_and_part_of_the_content_hash(ready, fake_gcp):
+    """The build step runs a pinned builder (not the floating gcr.io/cloud-builders/docker), and another builder
+    (a new version, or the same pinned by digest) is another tag: the image is built again with it."""
+    first = ready.run()
+    assert first["rc"] == 0 and first["built"] is True, first
+    step = fake_gcp.calls("POST", r"builds$")[0].body["steps"][0]
+    assert re.fullmatch(r"gcr\.io/cloud-builders/docker:\d+\.\d+\.\d+", step["name"]), step["name"]
+
+    by_digest = "gcr.io/cloud-builders/docker@sha256:" + "b" * 64
+    fake_gcp.clear()
+    second = ready.run(builder=by_digest)
+    assert second["rc"] == 0 and second["built"] is True and second["tag"] != first["tag"], second
+    assert fake_gcp.calls("POST", r"builds$")[0].body["steps"][0]["name"] == by_digest
+    fake_gcp.clear()
+    assert ready.run(builder=by_digest)["changed"] is False and fake_gcp.writes() == []

@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import base64
+import json
+
 import pytest
+import requests
 
 from tests.integration.test_fakegcp_contract import PROJECT, call, error_of
+from tests.integration.test_fakegcp_secretmanager import add_version, create_secret
+from tests.standins.fakegcp.server import masked
 
 BASE = "/sql/v1beta4/projects/%s" % PROJECT
 PG_SETTINGS = {"tier": "db-custom-1-3840", "edition": "ENTERPRISE"}
@@ -345,3 +351,24 @@ class TestSsl:
         assert (ip["sslMode"], ip["requireSsl"]) == ("TRUSTED_CLIENT_CERTIFICATE_REQUIRED", True)
         error_of(sql(fake_gcp, "PATCH", "/instances/%s" % name, {"settings": {"ipConfiguration": {
             "sslMode": "ALLOW_UNENCRYPTED_AND_ENCRYPTED", "requireSsl": True}}}), 400, "INVALID_ARGUMENT")
+
+
+def test_the_request_log_keeps_no_password_or_secret_payload(fake_gcp, unique):
+    """Tests print the request log on failure: a user's password (and a secret's payload) must not be in it."""
+    name = "log-%s" % unique
+    password, root, payload = "pw-" + unique, "root-" + unique, "payload-" + unique
+    create(fake_gcp, name, rootPassword=root)
+    wait(fake_gcp, sql(fake_gcp, "POST", "/instances/%s/users" % name, {"name": "mlflow", "password": password}).json())
+    wait(fake_gcp, sql(fake_gcp, "PUT", "/instances/%s/users" % name, {"password": password + "2"},
+                       {"name": "mlflow"}).json())
+    create_secret(fake_gcp, "log-" + unique)
+    add_version(fake_gcp, "log-" + unique, payload)
+    # The fake still applies the real values; only the log is masked.
+    assert fake_gcp.apis["sqladmin"].password(PROJECT, name, "mlflow") == password + "2"
+
+    logged = requests.get(fake_gcp.url + "/_fake/requests", timeout=10).json()
+    for text in (repr(fake_gcp.requests), json.dumps(logged)):
+        for secret in (password, root, payload, base64.b64encode(payload.encode()).decode()):
+            assert secret not in text
+    inserted = [c for c in fake_gcp.writes() if c.path.endswith("/instances/%s/users" % name) and c.method == "POST"]
+    assert inserted[0].body == {"name": "mlflow", "password": masked(password)}, "a fingerprint, not the value"

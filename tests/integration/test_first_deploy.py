@@ -115,7 +115,8 @@ def test_first_deploy_converges_as_a_least_privilege_deployer(realistic_gcp, big
     assert not fake.calls(path=r"/operations/"), fake.calls(path=r"/operations/")
     assert max(per_resource.values()) <= 8, per_resource.most_common(5)
 
-    proc, recap, teardown = playbook("playbooks/teardown.yml", "-i", "inventories/dev", "-e", extra, token=token)
+    proc, recap, teardown = playbook("playbooks/teardown.yml", "-i", "inventories/dev", "-e", extra,
+                                     "-e", "mlops_teardown_confirm=" + PROJECT, token=token)
     assert proc.returncode == 0, proc.stdout[-20000:] + proc.stderr
     assert requests.get("%s/services/serving" % run, timeout=10).status_code == 404
 

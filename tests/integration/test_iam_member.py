@@ -743,3 +743,22 @@ def test_artifact_registry_repository_names_are_checked_before_any_request(iam, 
                      role="roles/artifactregistry.reader", member="user:me@example.com")
         assert result["rc"] == 1 and message in result["msg"], result
     assert fake_gcp.requests == []
+
+
+@pytest.mark.parametrize("role", ["roles/owner", "roles/editor", "roles/viewer"])
+def test_granting_a_basic_role_warns(iam, policies, project_id, account, role):
+    """Basic roles carry permissions on every service: the grant is made, and the run says so."""
+    member = "serviceAccount:" + account
+    result = iam(resource_type="project", resource=project_id, role=role, member=member)
+    assert result["rc"] == 0 and result["changed"] is True, result
+    warnings = json.dumps(result.get("warnings") or [])
+    assert "%s is a basic role" % role in warnings and member in warnings, result
+    assert binding(policies.get("project", "projects/" + project_id), role) >= {member}
+    # Revoking it is what the warning asks for: no warning then.
+    revoked = iam(resource_type="project", resource=project_id, role=role, member=member, state="absent")
+    assert revoked["rc"] == 0 and revoked["changed"] is True and not revoked.get("warnings"), revoked
+
+
+def test_granting_a_predefined_role_does_not_warn(iam, project_id, account):
+    result = iam(resource_type="project", resource=project_id, role=INVOKER, member="serviceAccount:" + account)
+    assert result["rc"] == 0 and result["changed"] is True and not result.get("warnings"), result

@@ -29,6 +29,33 @@ def playbook(*args):
     return proc, (dict(zip(("ok", "changed", "failed"), map(int, recap.groups()))) if recap else None)
 
 
+def assert_least_privilege_for_data(fake_gcp, bigquery, project_policy, unique):
+    """The serving and drift accounts hold custom roles with only what insertAll and the MERGE need, on their
+    one table each; Cloud SQL clients are limited to the instance by an IAM condition."""
+    account = "serviceAccount:%s-" + unique + "@test-project.iam.gserviceaccount.com"
+    roles = {}
+    for role_id in ("mlops_prediction_writer", "mlops_drift_metrics_writer"):
+        role = requests.get("%s/v1/projects/test-project/roles/%s" % (fake_gcp.endpoints["iam"], role_id), timeout=10)
+        assert role.status_code == 200, role.text
+        roles[role_id] = sorted(role.json()["includedPermissions"])
+    assert roles == {"mlops_prediction_writer": ["bigquery.tables.get", "bigquery.tables.updateData"],
+                     "mlops_drift_metrics_writer": ["bigquery.tables.get", "bigquery.tables.getData",
+                                                    "bigquery.tables.updateData"]}
+    tables = "%s/bigquery/v2/projects/test-project/datasets/gcp_%s/tables" % (bigquery.url, unique)
+    for table, role_id, unit in (("predictions", "mlops_prediction_writer", "serv"),
+                                 ("drift_metrics", "mlops_drift_metrics_writer", "moni")):
+        policy = requests.post("%s/%s:getIamPolicy" % (tables, table), json={}, timeout=10).json()
+        held = {b["role"] for b in policy.get("bindings", []) if account % unit in b["members"]}
+        assert held == {"projects/test-project/roles/%s" % role_id}, (table, policy)
+    granted = {(b["role"], m, (b.get("condition") or {}).get("expression")) for b in project_policy["bindings"]
+               for m in b["members"]}
+    assert not [g for g in granted if g[0] == "roles/bigquery.dataEditor"], granted
+    instance = ('resource.type == "sqladmin.googleapis.com/Instance" && '
+                'resource.name == "projects/test-project/instances/pg-%s"' % unique)
+    clients = {(m, expression) for role, m, expression in granted if role == "roles/cloudsql.client"}
+    assert clients == {(account % "mlfl", instance), (account % "graf", instance)}, clients
+
+
 def test_environments_differ_only_in_values():
     keys = {env: sorted(group_vars(env)) for env in ENVIRONMENTS}
     assert all(keys[env] == keys["local"] for env in ENVIRONMENTS), keys
@@ -101,12 +128,17 @@ def test_site_on_gcp_converges_against_the_stand_ins(bigquery, storage, fake_gcp
         secret = fake_gcp.calls(method="POST", path=r"secretmanager/.*/secrets/mlflow-db-%s:addVersion" % unique)
         assert len(user) == 2 and len(secret) == 1, "one generated password each, given to the database users"
         policy = requests.post("%s/v3/projects/test-project:getIamPolicy" % fake_gcp.endpoints["cloudresourcemanager"],
-                               json={}, timeout=10).json()
-        granted = {(b["role"], m) for b in policy["bindings"] for m in b["members"]}
-        assert ("roles/cloudsql.client", "serviceAccount:mlfl-%s@test-project.iam.gserviceaccount.com" % unique) in granted
+                               json={"options": {"requestedPolicyVersion": 3}}, timeout=10).json()
+        assert_least_privilege_for_data(fake_gcp, bigquery, policy, unique)
 
         assert len(fake_gcp.calls(method="POST", path=r"cloudbuild/.*/builds$")) == 4, "four images built"
         assert len(fake_gcp.calls(method="POST", path=r"run/.*/jobs/mlflow-migrate:run$")) == 1, "migrated once"
+        # Grafana's database is restricted to Grafana's user by a job running as Grafana's account and user.
+        assert len(fake_gcp.calls(method="POST", path=r"run/.*/jobs/grafana-db-setup:run$")) == 1
+        setup = requests.get("%s/jobs/grafana-db-setup" % run, timeout=10).json()["template"]["template"]
+        setup_env = {e["name"]: e.get("value") for e in setup["containers"][0]["env"]}
+        assert setup["containers"][0]["args"] == ["isolate"] and setup_env["DB_USER"] == "grafana", setup
+        assert setup["serviceAccount"] == "graf-%s@test-project.iam.gserviceaccount.com" % unique
         services = {name: requests.get("%s/services/%s" % (run, name), timeout=10).json()
                     for name in ("mlflow", "serving", "grafana")}
         for name, service in services.items():
@@ -115,6 +147,7 @@ def test_site_on_gcp_converges_against_the_stand_ins(bigquery, storage, fake_gcp
             assert "/repo-%s/" % unique in image and "@sha256:" in image, (name, image)
         serving_env = {e["name"]: e.get("value") for e in services["serving"]["template"]["containers"][0]["env"]}
         assert serving_env["MLFLOW_TRACKING_URI"] == services["mlflow"]["uri"]
+        assert serving_env["MODEL_ALLOW_PICKLE"] == "false"  # only skops models load by default
         invokers = requests.get("%s/services/mlflow:getIamPolicy" % run, timeout=10).json()
         assert {"role": "roles/run.invoker",
                 "members": ["serviceAccount:serv-%s@test-project.iam.gserviceaccount.com" % unique]} \
@@ -133,7 +166,8 @@ def test_site_on_gcp_converges_against_the_stand_ins(bigquery, storage, fake_gcp
         assert proc.returncode == 0 and recap["changed"] == 0, proc.stdout
         assert not any(s.writes() for s in stand_ins)
 
-        proc, recap = playbook("playbooks/teardown.yml", "-i", "inventories/dev", "-e", extra)
+        proc, recap = playbook("playbooks/teardown.yml", "-i", "inventories/dev", "-e", extra,
+                               "-e", "mlops_teardown_confirm=test-project")
         assert proc.returncode == 0, proc.stdout + proc.stderr
         instance = requests.get("%s/sql/v1beta4/projects/test-project/instances/pg-%s"
                                 % (fake_gcp.endpoints["sqladmin"], unique), timeout=10)

@@ -6,6 +6,13 @@ the IAM check Cloud Run makes in front of a service that requires authentication
     proxy.snapshot() # Seen(method, path, token, status, at) of every request, in arrival order
 
 A request without a bearer token, or with one `verify` refuses, gets 401 and does not reach the target.
+
+Like Cloud Run, the token may instead come in `X-Serverless-Authorization: Bearer <token>`: when that header is
+present only it is checked, and `Authorization` goes through to the service untouched (so the service can use
+it for its own authentication, e.g. MLflow's basic-auth). Sources: Cloud Run's service-to-service
+authentication page (either header carries the ID token) and GoogleCloudPlatform/cloud-run-proxy pull 25 (with
+both headers present, Cloud Run checks X-Serverless-Authorization). `Seen.forwarded` is the scheme of the
+Authorization header passed on in that case ("Basic"), else None.
 """
 
 from __future__ import annotations
@@ -27,6 +34,7 @@ class Seen:
     token: str | None
     status: int
     at: float
+    forwarded: str | None = None
 
 
 class BearerProxy:
@@ -59,23 +67,28 @@ class BearerProxy:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else None
                 at = time.time()
-                header = self.headers.get("Authorization") or ""
+                serverless = self.headers.get("X-Serverless-Authorization")
+                header = (serverless if serverless is not None else self.headers.get("Authorization")) or ""
                 token = header[len("Bearer "):] if header.startswith("Bearer ") else None
                 refused = "no bearer token" if not token else proxy.verify(token, proxy.audience)
                 if refused:
                     self._record(token, 401, at)
                     self._answer(401, {"Content-Type": "text/plain"}, ("401 Unauthorized: %s\n" % refused).encode())
                     return
-                headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "content-length")}
+                skip = ("host", "content-length", "x-serverless-authorization")
+                headers = {k: v for k, v in self.headers.items() if k.lower() not in skip}
+                forwarded = None
+                if serverless is not None and self.headers.get("Authorization"):
+                    forwarded = self.headers.get("Authorization").split(" ", 1)[0]
                 upstream = requests.request(self.command, proxy.target + self.path, data=body, headers=headers,
                                             timeout=120)
-                self._record(token, upstream.status_code, at)
+                self._record(token, upstream.status_code, at, forwarded)
                 self._answer(upstream.status_code, upstream.headers, upstream.content)
 
-            def _record(self, token, status, at):
+            def _record(self, token, status, at, forwarded=None):
                 with proxy._lock:
                     proxy.seen.append(Seen(method=self.command, path=self.path.split("?")[0], token=token,
-                                           status=status, at=at))
+                                           status=status, at=at, forwarded=forwarded))
 
             def _answer(self, status, headers, payload):
                 self.send_response(status)

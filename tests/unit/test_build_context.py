@@ -6,9 +6,11 @@ import gzip
 import hashlib
 import io
 import os
+import re
 import shutil
 import tarfile
 import time
+from pathlib import Path
 
 import pytest
 
@@ -104,6 +106,35 @@ def test_hash_covers_the_dockerfile_path_and_the_build_args(context_dir):
     two = BuildContext(str(context_dir), build_args={"A": "1", "B": "2"}).digest
     assert BuildContext(str(context_dir), build_args={"B": "2", "A": "1"}).digest == two
     assert BuildContext(str(context_dir), dockerfile="./Dockerfile").digest == plain
+
+
+def test_a_change_of_base_image_or_builder_changes_the_hash(context_dir):
+    """The base reference decides the image: its default in the Dockerfile, the build argument overriding it
+    (a digest pin from the inventory) and the builder that runs docker build all count."""
+    write(context_dir, {"Dockerfile": "ARG BASE_IMAGE=python:3.11.14-slim-bookworm\nFROM ${BASE_IMAGE}\nCOPY . /app\n"})
+    pinned = BuildContext(str(context_dir)).digest
+    write(context_dir, {"Dockerfile": "ARG BASE_IMAGE=python:3.11.15-slim-bookworm\nFROM ${BASE_IMAGE}\nCOPY . /app\n"})
+    bumped = BuildContext(str(context_dir)).digest
+    assert bumped != pinned
+    digest = "python@sha256:" + "a" * 64
+    by_digest = BuildContext(str(context_dir), build_args={"BASE_IMAGE": digest}).digest
+    assert by_digest not in (pinned, bumped)
+    assert BuildContext(str(context_dir), build_args={"BASE_IMAGE": digest[:-1] + "b"}).digest != by_digest
+    builder = BuildContext(str(context_dir), builder="gcr.io/cloud-builders/docker:24.0.9").digest
+    assert builder != bumped
+    assert BuildContext(str(context_dir), builder="gcr.io/cloud-builders/docker:20.10.24").digest != builder
+    # Without a builder the hash is what it was before builders counted: existing tags stay valid.
+    assert BuildContext(str(context_dir), builder=None).digest == bumped
+
+
+@pytest.mark.parametrize("role", ["mlflow", "serving", "monitoring", "grafana"])
+def test_the_shipped_images_take_their_base_from_a_build_argument(role):
+    """Each image's base can be pinned by digest from the inventory (registry_base_images): BASE_IMAGE."""
+    root = Path(__file__).resolve().parents[2] / "roles" / role / "files"
+    plain = BuildContext(str(root)).digest
+    assert BuildContext(str(root), build_args={"BASE_IMAGE": "example@sha256:" + "c" * 64}).digest != plain
+    text = (root / "Dockerfile").read_text()
+    assert re.search(r"^ARG BASE_IMAGE=\S+$", text, re.M) and re.search(r"^FROM \$\{BASE_IMAGE\}$", text, re.M)
 
 
 def test_dockerignore_excludes_files_from_hash_and_archive(context_dir):

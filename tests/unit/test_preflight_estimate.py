@@ -113,7 +113,8 @@ AGREED_ROLES = {  # the least-privilege deployer agreed for issue 10
     "roles/serviceusage.serviceUsageAdmin", "roles/iam.serviceAccountAdmin", "roles/iam.serviceAccountUser",
     "roles/resourcemanager.projectIamAdmin", "roles/cloudsql.admin", "roles/secretmanager.admin", "roles/run.admin",
     "roles/artifactregistry.admin", "roles/cloudbuild.builds.editor", "roles/storage.admin",
-    "roles/bigquery.dataOwner", "roles/cloudscheduler.admin"}
+    "roles/bigquery.dataOwner", "roles/cloudscheduler.admin",
+    "roles/iam.roleAdmin"}  # issue 12: the custom roles granted on single tables (least privilege for data)
 
 
 def test_the_deployer_list_names_each_role_once_and_each_role_grants_its_permissions():

@@ -10,6 +10,10 @@
 #   throwaway local instance;
 # - the BigQuery datasource has no default project (GF_BIGQUERY_PROJECT), or uses jwt authentication
 #   without GF_BIGQUERY_CLIENT_EMAIL and a readable GF_BIGQUERY_PRIVATE_KEY_PATH.
+# - MLOPS_BIGQUERY_DATASET is not a BigQuery dataset name (letters, digits, underscores; at most 1024).
+# The dashboards are copied from MLOPS_DASHBOARDS_SOURCE to MLOPS_DASHBOARDS_DIR (where the dashboard provider
+# reads them) with their hidden `dataset` constant set to MLOPS_BIGQUERY_DATASET (default mlops): the constant is
+# pasted into the panels' SQL, so it comes from the deployment, never from a viewer, and is checked here first.
 # Cloud Run's PORT becomes Grafana's HTTP port unless GF_SERVER_HTTP_PORT is set.
 # The command to run is the arguments (the image's CMD: /run.sh).
 set -eu
@@ -67,6 +71,15 @@ case "${GF_BIGQUERY_AUTHENTICATION_TYPE:-}" in
     *) missing "BigQuery datasource: GF_BIGQUERY_AUTHENTICATION_TYPE must be gce or jwt" ;;
 esac
 
+dataset=${MLOPS_BIGQUERY_DATASET:-mlops}
+case "$dataset" in
+    "" | *[!A-Za-z0-9_]*) dataset_valid=false ;;
+    *) dataset_valid=true ;;
+esac
+if [ "$dataset_valid" != true ] || [ "${#dataset}" -gt 1024 ]; then
+    missing "BigQuery dataset: MLOPS_BIGQUERY_DATASET must be letters, digits and underscores (1 to 1024)"
+fi
+
 if [ -n "$problems" ]; then
     echo "grafana: refusing to start:${problems}" >&2
     exit 64
@@ -75,6 +88,16 @@ fi
 if [ -n "${PORT:-}" ] && [ -z "${GF_SERVER_HTTP_PORT:-}" ]; then
     GF_SERVER_HTTP_PORT=$PORT
     export GF_SERVER_HTTP_PORT
+fi
+
+# Each dashboard file holds the constant's default exactly once ("query": "mlops"; tests check it), and a
+# dataset name cannot contain a character sed or JSON would treat specially (checked above).
+if [ -n "${MLOPS_DASHBOARDS_SOURCE:-}" ] && [ -n "${MLOPS_DASHBOARDS_DIR:-}" ]; then
+    mkdir -p "$MLOPS_DASHBOARDS_DIR"
+    for dashboard in "$MLOPS_DASHBOARDS_SOURCE"/*.json; do
+        [ -e "$dashboard" ] || continue
+        sed "s/\"query\": \"mlops\"/\"query\": \"$dataset\"/" "$dashboard" > "$MLOPS_DASHBOARDS_DIR/${dashboard##*/}"
+    done
 fi
 
 [ "$#" -gt 0 ] || set -- /run.sh

@@ -64,6 +64,8 @@ ROLES = {
     "roles/iam.serviceAccountTokenCreator": ["iam.serviceAccounts.get", "iam.serviceAccounts.getAccessToken",
                                              "iam.serviceAccounts.getOpenIdToken", "iam.serviceAccounts.signBlob",
                                              "iam.serviceAccounts.signJwt", "iam.serviceAccounts.implicitDelegation"],
+    # Role Administrator: the custom roles of the project (and reading its policy, to see their bindings).
+    "roles/iam.roleAdmin": PROJECT_READ + ["iam.roles.*", "resourcemanager.projects.getIamPolicy"],
     "roles/serviceusage.serviceUsageAdmin": PROJECT_READ + ["serviceusage.services.*", "serviceusage.operations.*",
                                                             "serviceusage.quotas.*"],
     # Cloud SQL
@@ -132,7 +134,7 @@ def known_role(role):
 
 
 def role_grants(role, permission):
-    """Whether a predefined role grants a permission (custom roles grant nothing here)."""
+    """Whether a predefined role grants a permission (custom roles: Permissions.grants)."""
     granted = False
     for pattern in ROLES.get(role, ()):
         if pattern.startswith("-"):
@@ -141,6 +143,21 @@ def role_grants(role, permission):
         elif fnmatch.fnmatchcase(permission, pattern):
             granted = True
     return granted
+
+
+# Permissions a project-level custom role cannot hold (they apply to organizations or folders only; Google
+# answers "Permission resourcemanager.projects.list is not valid.", terraform-google-iam #158).
+NOT_IN_PROJECT_ROLES = ("resourcemanager.projects.list", "resourcemanager.organizations.*", "resourcemanager.folders.*")
+BASIC_ROLES = ("roles/owner", "roles/editor", "roles/viewer", "roles/browser")
+
+
+def custom_role_permission_problem(permission):
+    """Why a project custom role cannot include this permission (Google's message), or None. A permission is
+    known when a predefined role of the catalog (not a basic one) grants it."""
+    unknown = not any(role_grants(r, permission) for r in ROLES if r not in BASIC_ROLES)
+    if unknown or "*" in permission or any(fnmatch.fnmatchcase(permission, p) for p in NOT_IN_PROJECT_ROLES):
+        return "Permission %s is not valid." % permission
+    return None
 
 
 def roles_granting(permission):
@@ -167,6 +184,12 @@ METHODS = {
     "serviceusage.services.batchEnable": ("serviceusage.services.enable", "project"),
     "serviceusage.services.disable": ("serviceusage.services.disable", "project"),
     "serviceusage.operations.get": (None, None),  # operations/ID names no project
+    "iam.projects.roles.create": ("iam.roles.create", "project"),
+    "iam.projects.roles.get": ("iam.roles.get", "project"),
+    "iam.projects.roles.list": ("iam.roles.list", "project"),
+    "iam.projects.roles.patch": ("iam.roles.update", "project"),
+    "iam.projects.roles.delete": ("iam.roles.delete", "project"),
+    "iam.projects.roles.undelete": ("iam.roles.undelete", "project"),
     "iam.projects.serviceAccounts.create": ("iam.serviceAccounts.create", "project"),
     "iam.projects.serviceAccounts.list": ("iam.serviceAccounts.list", "project"),
     "iam.projects.serviceAccounts.get": ("iam.serviceAccounts.get", "service_account"),
@@ -325,13 +348,22 @@ class Permissions:
             if key.startswith("cloudresourcemanager:"):
                 self.seed_project(key)
             for binding in policies.stored(key)["bindings"]:
-                if not role_grants(binding["role"], permission):
+                if not self.grants(binding["role"], permission):
                     continue
                 for who in binding["members"]:
                     if who in (member, "allUsers", "allAuthenticatedUsers") \
                             and policies.effective(key, binding["role"], who):
                         return True
         return False
+
+    def grants(self, role, permission):
+        """Whether a role grants a permission: a predefined role by the catalog, a custom role (projects/P/roles/X)
+        by its includedPermissions while it is in force (a deleted or DISABLED role's bindings have no effect)."""
+        if role in ROLES:
+            return role_grants(role, permission)
+        iam = self.fake.apis.get("iam")
+        custom = iam.custom_role(role) if iam is not None and CUSTOM_ROLE.match(role) else None
+        return bool(custom) and permission in custom.get("includedPermissions", ())
 
     def seed_project(self, key):
         """A project's starting policy: the owner, and the roles fake.add_principal gave its principals."""

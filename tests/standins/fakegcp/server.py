@@ -12,6 +12,7 @@ Everything that touches state runs under one lock, so concurrent requests are se
 from __future__ import annotations
 
 import collections
+import hashlib
 import json
 import re
 import threading
@@ -33,6 +34,25 @@ API_CONTROL = re.compile(r"^/_fake/([a-z]+):([a-z_]+)$")
 
 Call = collections.namedtuple("Call", "method api path query body")
 DEFAULT_OPERATION_POLLS = 1
+# Request body fields that hold a secret: kept out of the request log (fake.requests, GET /_fake/requests),
+# which tests print on failure. Any key holding "password" (Cloud SQL users' password, an instance's
+# rootPassword) and Secret Manager's payload.data.
+SECRET_KEY = re.compile(r"password", re.I)
+
+
+def masked(value):
+    """What the request log holds instead of a secret: a fingerprint, so a test can still tell which value was sent."""
+    return "(masked sha256:%s)" % hashlib.sha256(str(value).encode("utf-8")).hexdigest()[:16]
+
+
+def redact(body, parent=None):
+    """A copy of a parsed request body with its secret fields masked."""
+    if isinstance(body, dict):
+        return {key: masked(value) if isinstance(value, str) and (SECRET_KEY.search(key) or (
+            parent == "payload" and key == "data")) else redact(value, key) for key, value in body.items()}
+    if isinstance(body, list):
+        return [redact(item, parent) for item in body]
+    return body
 
 
 class Fault:
@@ -190,7 +210,7 @@ class FakeGcp:
         with self.lock:
             self.operations.advance()  # operations finish by time, whether or not anyone polls them
             self.requests.append(Call(http_method, api.name if api else "", api_path,
-                                      {k: v[-1] if len(v) == 1 else list(v) for k, v in query.items()}, body))
+                                      {k: v[-1] if len(v) == 1 else list(v) for k, v in query.items()}, redact(body)))
             forwarded = None
             for item in self.faults:
                 if item.matches(http_method, (api.name if api else "") + api_path):

@@ -18,8 +18,10 @@ and answers {"model_name": ..., "model_version": ..., "model_alias": ...,
 `prediction` is the model's output (a number for a regressor, the class for a classifier); `probability`,
 for binary classifiers only, is the probability of the positive class.
 
-Errors: 422 names every missing, unexpected or wrongly typed feature ({"detail": [{"loc": [...], "msg": ...,
-"type": ...}]}, FastAPI's shape); 503 with Retry-After while no model is loaded, or when the prediction log
+Errors: 413 for a body over MAX_BODY_BYTES (refused before it is parsed); 422 names the missing, unexpected
+or wrongly typed features and any other input error ({"detail": [{"loc": [...], "msg": ..., "type": ...}]},
+FastAPI's shape, at most 50 of them, then "more_errors": <how many more>, quoting no more than 64 characters
+of any input: see bounds.py); 503 with Retry-After while no model is loaded, or when the prediction log
 queue is full: then the prediction is NOT acknowledged (no prediction_id is returned, nothing is logged) and
 the client should retry; this is the backpressure that keeps every acknowledged prediction on its way to
 BigQuery.
@@ -34,14 +36,16 @@ import uuid
 from datetime import datetime, timezone
 from typing import Any, Optional
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from starlette.concurrency import run_in_threadpool
 
 from .auth import from_settings as mlflow_auth
+from .bounds import MAX_ERRORS, InputError, check_batch_size, decode, error_response, read_body
 from .metrics import Metrics, MetricsMiddleware
-from .model import ModelManager
+from .model import ModelManager, feature_errors
 from .prediction_log import PredictionLogger
 
 LOG = logging.getLogger("mlops_serving")
@@ -71,6 +75,20 @@ class PredictRequest(BaseModel):
         return self
 
 
+def parse_request(raw, max_instances):
+    """The PredictRequest in a body of JSON bytes; InputError (422) for anything else.
+
+    The batch is counted before pydantic builds an Instance for each element."""
+    value = decode(raw)
+    check_batch_size(value, max_instances)
+    try:
+        return PredictRequest.model_validate(value)
+    except ValidationError as exc:  # rendered without the input values pydantic would quote
+        errors = [{"loc": ["body"] + list(item["loc"]), "msg": item["msg"], "type": item["type"]}
+                  for item in exc.errors(include_url=False, include_input=False, include_context=False)]
+        raise InputError(errors) from None
+
+
 def _now():
     return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
@@ -82,7 +100,8 @@ def _unavailable(detail, retry_after=1):
 def create_app(settings, *, manager=None, prediction_log=None, bigquery_client=None):
     """The app for `settings`; a manager or prediction log passed in is used instead of one built from them."""
     manager = manager or ModelManager(settings.tracking_uri, settings.model_name, settings.model_alias,
-                                      settings.poll_interval, auth=mlflow_auth(settings))
+                                      settings.poll_interval, auth=mlflow_auth(settings),
+                                      allow_pickle=settings.allow_pickle, trusted_types=settings.trusted_types)
     prediction_log = prediction_log or PredictionLogger.from_settings(settings, client=bigquery_client)
     metrics = Metrics(prediction_log, manager)
 
@@ -136,23 +155,36 @@ def create_app(settings, *, manager=None, prediction_log=None, bigquery_client=N
     def metrics_text():
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
-    @app.post("/predict")
-    def predict(body: PredictRequest):
+    # The body is read here, within MAX_BODY_BYTES, rather than by FastAPI (which reads all of it first); the
+    # schema is still documented.
+    @app.post("/predict", openapi_extra={"requestBody": {"required": True, "content": {"application/json": {
+        "schema": PredictRequest.model_json_schema(ref_template="#/components/schemas/{model}")}}}})
+    async def predict(request: Request):
+        try:
+            raw = await read_body(request, settings.max_body_bytes)
+        except InputError as exc:
+            return exc.response()
+        return await run_in_threadpool(serve_predict, raw)
+
+    def serve_predict(raw):
+        try:
+            body = parse_request(raw, settings.max_instances)
+        except InputError as exc:
+            return exc.response()
         model = manager.current  # this request's model, whatever a concurrent swap does
         if model is None:
             return _unavailable("model %s is not loaded yet" % settings.model_uri, retry_after=5)
         single = body.features is not None
         instances = [Instance(features=body.features, entity_id=body.entity_id)] if single else body.instances
-        if len(instances) > settings.max_instances:
-            return JSONResponse({"detail": [{"loc": ["body", "instances"], "type": "too_long",
-                                             "msg": "at most %d instances per request, got %d" % (
-                                                 settings.max_instances, len(instances))}]}, status_code=422)
-        errors = []
+        errors, total = [], 0
         for index, instance in enumerate(instances):
             location = ["body", "features"] if single else ["body", "instances", index, "features"]
-            errors.extend(model.validate(instance.features, location))
+            for item in feature_errors(model.columns, instance.features, location):
+                total += 1  # the rest are only counted: 100k unknown keys must not become 100k error objects
+                if len(errors) < MAX_ERRORS:
+                    errors.append(item)
         if errors:
-            return JSONResponse({"detail": errors}, status_code=422)
+            return error_response(errors, total=total)
         timestamp = _now()
         try:
             outputs, latency_ms = model.predict([instance.features for instance in instances])

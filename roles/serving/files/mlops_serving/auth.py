@@ -17,7 +17,17 @@ provider's exceptions and sends the request without the header, so a failure to 
 an unexplained 401. The variable is public, documented MLflow configuration, and a failure here is raised
 before the call, with its cause. The process serves one MLflow server, so a process-wide variable is enough.
 
-The token is never logged, nor put in an exception message.
+With MLflow's basic-auth on as well (MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD set, the serving
+user's credentials), MLflow's client puts those in `Authorization: Basic`, and the ID token goes in
+`X-Serverless-Authorization: Bearer <token>` instead: Cloud Run accepts the ID token in that header, checks only
+it when both are present, and passes `Authorization` on to MLflow. MLflow has no setting for an extra header,
+so a request-header provider is added to its registry (mlflow.tracking.request_header.registry, which every
+request of the tracking and registry stores and of the mlflow-artifacts repository resolves): it only reads the
+token apply() put in place and cannot fail, so a failure to get a token is still raised by apply() before the
+call, with its cause. When that registry is not where this MLflow version keeps it, startup fails with a clear
+error rather than sending requests Cloud Run would refuse.
+
+The token and the password are never logged, nor put in an exception message.
 """
 
 from __future__ import annotations
@@ -31,6 +41,8 @@ from datetime import datetime, timezone
 LOG = logging.getLogger("mlops_serving.auth")
 
 TOKEN_VARIABLE = "MLFLOW_TRACKING_TOKEN"
+SERVERLESS_HEADER = "X-Serverless-Authorization"
+BASIC_VARIABLES = ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD")
 REFRESH_MARGIN = 300.0  # seconds: a token with less left is replaced before the next MLflow call
 FALLBACK_MINIMUM = 60.0  # seconds: when a refresh fails, the current token is used while it has this much left
 
@@ -113,10 +125,14 @@ class IdTokenProvider:
 
 
 class MlflowAuth:
-    """Puts a current ID token in MLFLOW_TRACKING_TOKEN, where MLflow's client reads it on every request."""
+    """Puts a current ID token where MLflow's client takes it on every request: MLFLOW_TRACKING_TOKEN
+    (Authorization: Bearer), or with `serverless_header` the X-Serverless-Authorization header (Authorization
+    then carries MLflow's basic credentials)."""
 
-    def __init__(self, provider, environ=None):
+    def __init__(self, provider, environ=None, serverless_header=False):
         self.provider = provider
+        self.serverless_header = serverless_header
+        self.header_token = None  # the token for X-Serverless-Authorization (serverless_header), None: no header
         self._environ = os.environ if environ is None else environ
         self._lock = threading.Lock()
         self._saved = None  # (value before the first apply, or None)
@@ -129,13 +145,22 @@ class MlflowAuth:
         """Before an MLflow call: MlflowAuthError when no token can be had."""
         with self._lock:  # the token and the variable change together: an older token never overwrites a newer
             token = self.provider.token()
+            if self.serverless_header:
+                self.header_token = token
+                return
             if self._saved is None:
                 self._saved = (self._environ.get(TOKEN_VARIABLE),)
             self._environ[TOKEN_VARIABLE] = token
 
+    def headers(self):
+        """The extra request headers: X-Serverless-Authorization once apply() got a token (serverless_header)."""
+        token = self.header_token
+        return {SERVERLESS_HEADER: "Bearer " + token} if token else {}
+
     def clear(self):
-        """Put MLFLOW_TRACKING_TOKEN back as it was before the first apply()."""
+        """Put MLFLOW_TRACKING_TOKEN back as it was before the first apply(); stop sending the header."""
         with self._lock:
+            self.header_token = None
             if self._saved is None:
                 return
             previous = self._saved[0]
@@ -146,8 +171,52 @@ class MlflowAuth:
                 self._environ[TOKEN_VARIABLE] = previous
 
 
-def from_settings(settings):
+class ServerlessHeaderProvider:
+    """A request-header provider for MLflow's registry: the header of the MlflowAuth it was given, if any."""
+
+    def __init__(self):
+        self.auth = None
+
+    def in_context(self):
+        return self.auth is not None
+
+    def request_headers(self):
+        auth = self.auth
+        return auth.headers() if auth is not None else {}
+
+
+_HEADER_PROVIDER = ServerlessHeaderProvider()
+
+
+def install_header_provider(auth):
+    """Have every MLflow request carry `auth`'s headers (one MlflowAuth per process: the last one given)."""
+    try:
+        from mlflow.tracking.request_header import registry
+        providers = registry._request_header_provider_registry  # pylint: disable=protected-access
+        register = providers.register
+    except (ImportError, AttributeError):
+        raise MlflowAuthError("this MLflow version has no request-header registry where it used to: the ID token "
+                              "cannot be sent in %s" % SERVERLESS_HEADER) from None
+    if not any(provider is _HEADER_PROVIDER for provider in providers):
+        register(lambda: _HEADER_PROVIDER)  # register() calls what it is given to get the provider
+    _HEADER_PROVIDER.auth = auth
+
+
+def basic_credentials_set(environ=None):
+    """Whether MLflow's client will send basic credentials (both of its variables set)."""
+    environ = os.environ if environ is None else environ
+    return all(environ.get(name) for name in BASIC_VARIABLES)
+
+
+def from_settings(settings, environ=None):
     """The MlflowAuth MLFLOW_AUTH asks for, or None (none: requests go as they are)."""
     if settings.mlflow_auth == "google-id-token":
-        return MlflowAuth(IdTokenProvider(settings.mlflow_audience))
+        if basic_credentials_set(environ):
+            auth = MlflowAuth(IdTokenProvider(settings.mlflow_audience), environ=environ, serverless_header=True)
+            install_header_provider(auth)
+            LOG.info("requests to MLflow carry the basic credentials of MLflow user %s in Authorization and the "
+                     "ID token in %s", (os.environ if environ is None else environ)[BASIC_VARIABLES[0]],
+                     SERVERLESS_HEADER)
+            return auth
+        return MlflowAuth(IdTokenProvider(settings.mlflow_audience), environ=environ)
     return None

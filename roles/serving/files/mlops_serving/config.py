@@ -18,6 +18,13 @@ ENVIRONMENT = {
                              "scheme://host of MLFLOW_TRACKING_URI"),
     "MODEL_NAME": ("model_name", "str", REQUIRED, "registered model name"),
     "MODEL_ALIAS": ("model_alias", "str", "champion", "alias served: models:/<name>@<alias>"),
+    "MODEL_ALLOW_PICKLE": ("allow_pickle", "bool", False,
+                           "true to also load models whose format runs pickled code when loaded (pickle or "
+                           "cloudpickle scikit-learn models, custom python_model and other flavours); by default "
+                           "only scikit-learn models saved with skops are loaded"),
+    "MODEL_TRUSTED_TYPES": ("trusted_types", "list", "",
+                            "comma-separated types a skops model may hold besides those skops trusts by default "
+                            "(the model's own skops_trusted_types are ignored)"),
     "MODEL_POLL_INTERVAL": ("poll_interval", "seconds", 30.0,
                             "how often the alias is checked for a new version (0: never)"),
     "BIGQUERY_PROJECT": ("bigquery_project", "str", REQUIRED, "project of the predictions table"),
@@ -36,6 +43,9 @@ ENVIRONMENT = {
     "LOG_SHUTDOWN_TIMEOUT": ("shutdown_timeout", "seconds", 7.0,
                              "how long shutdown waits for the queue to be written (Cloud Run allows 10 s after SIGTERM)"),
     "MAX_INSTANCES": ("max_instances", "int", 1000, "most instances in one /predict request"),
+    "MAX_BODY_BYTES": ("max_body_bytes", "int", 1048576,
+                       "largest /predict body in bytes: larger ones get 413 before they are parsed (the role "
+                       "sizes memory for concurrency x this)"),
 }
 
 
@@ -80,8 +90,11 @@ class Settings:  # pylint: disable=too-many-instance-attributes
     insert_timeout: float = 10.0
     shutdown_timeout: float = 7.0
     max_instances: int = 1000
+    max_body_bytes: int = 1048576
     mlflow_auth: str = "none"
     mlflow_auth_audience: str | None = None
+    allow_pickle: bool = False
+    trusted_types: tuple = ()
 
     def __post_init__(self):
         names = {spec[0]: env for env, spec in ENVIRONMENT.items()}
@@ -89,7 +102,8 @@ class Settings:  # pylint: disable=too-many-instance-attributes
             value = getattr(self, field.name)
             if field.name in ("poll_interval",) and value < 0:
                 raise ConfigError("%s must be 0 or more, got %s" % (names[field.name], value))
-            if isinstance(value, (int, float)) and field.name not in ("poll_interval",) and not value > 0:
+            if (isinstance(value, (int, float)) and not isinstance(value, bool)
+                    and field.name not in ("poll_interval",) and not value > 0):
                 raise ConfigError("%s must be more than 0, got %s" % (names[field.name], value))
         if self.batch_size > 10000:
             raise ConfigError("LOG_BATCH_SIZE must be at most 10000 (BigQuery's insertAll limit), got %d"
@@ -138,17 +152,25 @@ class Settings:  # pylint: disable=too-many-instance-attributes
                 continue
             values[attribute] = _parse(name, kind, raw)
         settings = cls(**values)
-        if settings.mlflow_auth != "none" and env.get("MLFLOW_TRACKING_USERNAME") and env.get("MLFLOW_TRACKING_PASSWORD"):
-            # MLflow's client sends basic authentication instead of the bearer token when both are set.
-            raise ConfigError("MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD are set: MLflow's client would "
-                              "send them instead of the ID token MLFLOW_AUTH=%s asks for; unset them"
-                              % settings.mlflow_auth)
+        # MLflow's own variables for its basic-auth (the serving user): both or neither. With
+        # MLFLOW_AUTH=google-id-token the ID token then goes in X-Serverless-Authorization (see auth.py).
+        if bool(env.get("MLFLOW_TRACKING_USERNAME")) != bool(env.get("MLFLOW_TRACKING_PASSWORD")):
+            raise ConfigError("set both MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD (MLflow's basic "
+                              "authentication) or neither")
         return settings
 
 
 def _parse(name, kind, raw):
     if kind == "str":
         return raw
+    if kind == "list":
+        return tuple(item.strip() for item in raw.split(",") if item.strip())
+    if kind == "bool":
+        if raw.lower() in ("true", "1", "yes"):
+            return True
+        if raw.lower() in ("false", "0", "no"):
+            return False
+        raise ConfigError("environment variable %s must be true or false, got %r" % (name, raw))
     try:
         value = int(raw) if kind == "int" else float(raw)
     except ValueError:

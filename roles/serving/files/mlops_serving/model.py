@@ -10,7 +10,9 @@ from __future__ import annotations
 import base64
 import logging
 import math
+import os
 import shutil
+import sys
 import tempfile
 import threading
 import time
@@ -36,6 +38,7 @@ INT_RANGES = {"integer": (-2 ** 31, 2 ** 31 - 1), "long": (-2 ** 63, 2 ** 63 - 1
 TYPE_NAMES = {"long": "integer", "integer": "integer", "double": "number", "float": "number",
               "string": "string", "boolean": "boolean", "datetime": "ISO 8601 date-time string",
               "binary": "base64 string"}
+FLOAT_MAX = {"double": sys.float_info.max, "float": 3.4028234663852886e38}  # float32's largest finite value
 
 
 def _is_number(value):
@@ -55,7 +58,11 @@ def check_value(column, value):
     if kind in ("double", "float"):
         if not _is_number(value):
             return "expected a number"
-        return None if math.isfinite(value) else "expected a finite number"
+        if isinstance(value, int):  # JSON integers are unbounded: math.isfinite() overflows on huge ones
+            return None if abs(value) <= FLOAT_MAX[kind] else "number out of range for %s" % kind
+        if not math.isfinite(value):
+            return "expected a finite number"
+        return None if abs(value) <= FLOAT_MAX[kind] else "number out of range for %s" % kind
     if kind == "string":
         return None if isinstance(value, str) else "expected a string"
     if kind == "boolean":
@@ -85,30 +92,33 @@ def check_value(column, value):
 
 def validate_features(columns, features, location):
     """Errors (FastAPI's shape: loc, msg, type) for one instance's feature object; [] when it is valid."""
-    errors = []
+    return list(feature_errors(columns, features, location))
+
+
+def feature_errors(columns, features, location):
+    """The errors of validate_features, one at a time (a caller may stop or just count)."""
     known = {c.name for c in columns}
     for column in columns:
         where = location + [column.name]
         if column.name not in features:
             if column.required:
-                errors.append({"loc": where, "msg": "missing feature %r (%s)" % (column.name, column.type),
-                               "type": "missing"})
+                yield {"loc": where, "msg": "missing feature %r (%s)" % (column.name, column.type), "type": "missing"}
             continue
         value = features[column.name]
         if value is None:
             if column.required:
-                errors.append({"loc": where, "msg": "feature %r is required and must not be null" % column.name,
-                               "type": "missing"})
+                yield {"loc": where, "msg": "feature %r is required and must not be null" % column.name,
+                       "type": "missing"}
             continue
         problem = check_value(column, value)
         if problem:
-            errors.append({"loc": where, "msg": "%s for feature %r (%s), got %s" % (
-                problem, column.name, column.type, _describe(value)), "type": "type_error"})
+            yield {"loc": where, "msg": "%s for feature %r (%s), got %s" % (
+                problem, column.name, column.type, _describe(value)), "type": "type_error"}
     for name in features:
         if name not in known:
-            errors.append({"loc": location + [name], "msg": "unexpected feature %r: the model takes %s" % (
-                name, ", ".join(c.name for c in columns)), "type": "extra_forbidden"})
-    return errors
+            shown = repr(name) if len(name) <= 64 else repr(name[:64]) + "... (truncated)"
+            yield {"loc": location + [name], "msg": "unexpected feature %s: the model takes %s" % (
+                shown, ", ".join(c.name for c in columns)), "type": "extra_forbidden"}
 
 
 def _describe(value):
@@ -278,6 +288,92 @@ def _binary_proba(pyfunc):
     return _plain(positive), proba
 
 
+# -- what may be loaded --------------------------------------------------------------------------------
+# Loading a pickle (or cloudpickle) file runs whatever code it names: whoever can move the alias in MLflow
+# would choose the code this service runs. By default only scikit-learn models saved with skops are loaded,
+# and skops is given this service's own list of trusted types, never the list in the model's MLmodel file
+# (the model's author writes that list, so it protects nothing). Everything else needs MODEL_ALLOW_PICKLE.
+SAFE_LOADER = "mlflow.sklearn"
+PICKLE_OPT_IN = ("set MODEL_ALLOW_PICKLE=true (the serving role's serving_allow_pickle: true) to load such models, "
+                 "only if everyone who can move the alias is trusted to run code in this service")
+
+
+class ModelRefused(ModelError):
+    """The model's format would run code from its artifact when loaded, and this service does not allow it."""
+
+
+class SkopsModel:
+    """The pyfunc implementation of a scikit-learn model this module loaded with skops itself."""
+
+    def __init__(self, sklearn_model):
+        self.sklearn_model = sklearn_model
+
+    def get_raw_model(self):
+        return self.sklearn_model
+
+    def predict(self, data, params=None):  # pylint: disable=unused-argument  # pyfunc's interface
+        return self.sklearn_model.predict(data)
+
+
+def _inside(directory, relative):
+    """directory/relative, refusing a path that leaves the model's directory."""
+    root = os.path.realpath(directory)
+    path = os.path.realpath(os.path.join(root, str(relative)))
+    if os.path.commonpath([root, path]) != root:
+        raise ModelRefused("the model's MLmodel file points outside the model directory: %r" % relative)
+    return path
+
+
+def _skops_model(directory, meta, trusted_types):
+    """The scikit-learn estimator of a skops-saved model, loaded with this service's trusted types only."""
+    import mlflow.pyfunc
+    import skops.io
+
+    conf = meta.flavors["python_function"]
+    path = _inside(directory, conf.get("model_path") or "model.skops")
+    untrusted = skops.io.get_untrusted_types(file=path)
+    refused = sorted(set(untrusted) - set(trusted_types))
+    if refused:
+        raise ModelRefused(
+            "refusing flavour sklearn, serialization_format skops: the model holds types skops does not trust by "
+            "default and MODEL_TRUSTED_TYPES does not list: %s. Add them to MODEL_TRUSTED_TYPES (the serving "
+            "role's serving_model_trusted_types) only if loading them is safe; the skops_trusted_types in the "
+            "model's own MLmodel file are not used" % ", ".join(refused))
+    estimator = skops.io.load(path, trusted=list(untrusted))
+    return mlflow.pyfunc.PyFuncModel(model_meta=meta, model_impl=SkopsModel(estimator))
+
+
+def load_model_safely(directory, allow_pickle=False, trusted_types=()):
+    """The pyfunc model in a downloaded model directory, after checking from its MLmodel file that loading
+    it runs no pickled code (ModelRefused otherwise, naming the flavour, the format and the opt-in)."""
+    import mlflow.pyfunc
+    from mlflow.models import Model
+
+    meta = Model.load(_inside(directory, "MLmodel"))  # YAML, read with safe_load: no code runs
+    flavors = meta.flavors or {}
+    pyfunc_conf = flavors.get("python_function")
+    if not isinstance(pyfunc_conf, dict):
+        raise ModelError("the model has no python_function flavour: flavours %s" % ", ".join(sorted(flavors)))
+    loader = pyfunc_conf.get("loader_module")
+    sklearn_conf = flavors.get("sklearn")
+    if loader == SAFE_LOADER and isinstance(sklearn_conf, dict):
+        serialization = sklearn_conf.get("serialization_format") or "pickle"  # MLflow's default before skops
+        if serialization == "skops":
+            return _skops_model(directory, meta, trusted_types)
+        what = "flavour sklearn, serialization_format %s" % serialization
+        fix = "log it with mlflow.sklearn.log_model(..., serialization_format=\"skops\")"
+    else:
+        kind = "python_model" if "python_model" in pyfunc_conf else "loader_module %s" % loader
+        what = "flavour %s (%s)" % (", ".join(sorted(flavors)), kind)
+        fix = "serve a scikit-learn model logged with mlflow.sklearn.log_model(..., serialization_format=\"skops\")"
+    if not allow_pickle:
+        raise ModelRefused("refusing %s: loading it can run code from the model's files (pickle), and this "
+                           "service loads only scikit-learn models saved with skops by default. Either %s, or %s"
+                           % (what, fix, PICKLE_OPT_IN))
+    LOG.warning("loading %s: MODEL_ALLOW_PICKLE=true lets this model run code from its files", what)
+    return mlflow.pyfunc.load_model(directory)
+
+
 # -- loading and following the alias -------------------------------------------------------------------
 def _http_status(exc):
     """The HTTP status of a failed MLflow call (MLflow's exception or requests' HTTPError), else None."""
@@ -297,6 +393,11 @@ def refusal_hint(exc, auth):
     if auth is None:
         return (" (MLflow refused the request with HTTP %d: if it runs on Cloud Run with IAM authentication, set "
                 "MLFLOW_AUTH=google-id-token and grant this service's account roles/run.invoker on it)" % status)
+    if getattr(auth, "serverless_header", False):  # an ID token for Cloud Run and basic credentials for MLflow
+        return (" (MLflow or Cloud Run refused the request with HTTP %d: MLFLOW_TRACKING_USERNAME and "
+                "MLFLOW_TRACKING_PASSWORD must be an MLflow user with READ on the model (MLflow's migrate job keeps "
+                "one: AUTH_SERVING_USERNAME), this service's account needs roles/run.invoker on the MLflow service, "
+                "and the ID token's audience, %s, must be its URL)" % (status, auth.audience))
     if status == 401:
         return (" (MLflow refused the ID token with HTTP 401: its audience, %s, must be MLflow's Cloud Run URL "
                 "or one of its custom audiences; see MLFLOW_AUTH_AUDIENCE)" % auth.audience)
@@ -307,9 +408,12 @@ def refusal_hint(exc, auth):
 class ModelManager:
     """Holds the served model; a background thread follows the alias and swaps in new versions."""
 
-    def __init__(self, tracking_uri, name, alias="champion", poll_interval=30.0, cache_dir=None, auth=None):
+    def __init__(self, tracking_uri, name, alias="champion", poll_interval=30.0, cache_dir=None, auth=None,
+                 allow_pickle=False, trusted_types=()):
         self.tracking_uri = tracking_uri
         self.auth = auth              # auth.MlflowAuth, applied before each MLflow call; None: none
+        self.allow_pickle = allow_pickle      # MODEL_ALLOW_PICKLE: load formats that run pickled code
+        self.trusted_types = tuple(trusted_types)  # MODEL_TRUSTED_TYPES: skops types trusted besides its own
         self.name = name
         self.alias = alias
         self.poll_interval = poll_interval
@@ -341,7 +445,6 @@ class ModelManager:
     def load(self, version):
         """Download and load one model version (not yet served)."""
         import mlflow.artifacts
-        import mlflow.pyfunc
 
         self.authorize()
         target = tempfile.mkdtemp(prefix="model-%s-" % version.version, dir=self.cache_dir)
@@ -349,7 +452,7 @@ class ModelManager:
             local = mlflow.artifacts.download_artifacts(
                 artifact_uri="models:/%s/%s" % (self.name, version.version), dst_path=target,
                 tracking_uri=self.tracking_uri, registry_uri=self.tracking_uri)
-            pyfunc = mlflow.pyfunc.load_model(local)
+            pyfunc = load_model_safely(local, self.allow_pickle, self.trusted_types)
             signature = pyfunc.metadata.signature
             columns = columns_of(signature)
         except Exception:
