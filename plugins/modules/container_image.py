@@ -24,6 +24,8 @@ description:
   - Otherwise the context is uploaded as a reproducible C(.tgz) to
     V(gs://SOURCE_BUCKET/deployml/IMAGE-TAG.tgz) (skipped when an identical archive is already there), a
     build runs C(docker build) and pushes the tagged image, and the module waits for the build to finish.
+  - A build of the same tag still queued or working (a run interrupted while it built, or one going on at the same
+    time) is waited for, not started again.
   - A failed build fails the task with the build's status, its status detail and the URL of its logs.
   - C(.dockerignore) patterns follow docker's rules (V(*), V(?), V([...]), V(**), and V(!) to re-include).
     The Dockerfile and C(.dockerignore) are always part of the context.
@@ -327,18 +329,34 @@ class ContainerImage:
             body["options"] = {"logging": "CLOUD_LOGGING_ONLY"}
         return body
 
-    def run_build(self, body, result):
-        """Start the build and wait until it ends; return the final Build."""
-        parent = "projects/%s/locations/%s" % (self.project, self.build_location)
-        operation = self.client.request("POST", BUILD, "/v1/%s/builds" % parent, resource=body["images"][0],
-                                        body=body)
+    @property
+    def build_parent(self):
+        return "projects/%s/locations/%s" % (self.project, self.build_location)
+
+    def running_build(self, tag, tagged):
+        """A build of this very content tag still queued or working (a run interrupted while it built, or one
+        going on now): waited for instead of starting the same build twice."""
+        listed = self.client.request("GET", BUILD, "/v1/%s/builds" % self.build_parent, resource=tagged,
+                                     params={"filter": 'tags="%s"' % tag})
+        for build in listed.get("builds") or []:
+            if build.get("status") not in TERMINAL and tagged in (build.get("images") or []):
+                return build
+        return None
+
+    def start_build(self, body):
+        operation = self.client.request("POST", BUILD, "/v1/%s/builds" % self.build_parent,
+                                        resource=body["images"][0], body=body)
         build = (operation.get("metadata") or {}).get("build") or {}
         if operation.get("done") and operation.get("response"):
             build = operation["response"]
         if not build.get("id"):
             raise ResourceError("Cloud Build answered without a build ID: %s" % operation)
+        return build
+
+    def wait_build(self, build, result):
+        """Wait until the build ends; return the final Build."""
         result["build"] = self.summary(build)
-        name = build.get("name") or "%s/builds/%s" % (parent, build["id"])
+        name = build.get("name") or "%s/builds/%s" % (self.build_parent, build["id"])
         client = self.client
         budget = client.timeout
         client.timeout = max(budget, self.params["build_timeout"] + QUEUE_ALLOWANCE)
@@ -409,9 +427,13 @@ class ContainerImage:
             if module.check_mode:
                 return result
 
-            generation, uploaded = self.upload(self.context.archive())
-            result["uploaded"] = uploaded
-            build = self.run_build(self.build_request(tagged, generation), result)
+            build = self.running_build(tag, tagged)
+            if build:
+                result["uploaded"] = False
+            else:
+                generation, result["uploaded"] = self.upload(self.context.archive())
+                build = self.start_build(self.build_request(tagged, generation))
+            build = self.wait_build(build, result)
             if build.get("status") != "SUCCESS":
                 raise ResourceError(self.failure(build, tagged))
             digest = self.built_digest(build, tagged) or self.tagged_digest(tag)

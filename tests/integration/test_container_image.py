@@ -346,3 +346,26 @@ def test_the_builder_is_pinned_and_part_of_the_content_hash(ready, fake_gcp):
     assert fake_gcp.calls("POST", r"builds$")[0].body["steps"][0]["name"] == by_digest
     fake_gcp.clear()
     assert ready.run(builder=by_digest)["changed"] is False and fake_gcp.writes() == []
+
+
+def test_a_build_of_the_same_tag_still_running_is_waited_for_not_repeated(ready, fake_gcp, storage):
+    """A run interrupted while its build ran (the build goes on in Cloud Build): the next run waits for that build."""
+    planned = ready.run(check=True)
+    requests.post("%s/upload/storage/v1/b/%s/o" % (storage.target, ready.bucket),
+                  params={"uploadType": "media", "name": "earlier.tgz"}, data=b"context",
+                  headers={"Content-Type": "application/gzip"}, timeout=10).raise_for_status()
+    fake_gcp.operation_polls = 3  # the earlier build is still queued/working when the module looks
+    started = requests.post(
+        "%s/v1/projects/%s/locations/%s/builds" % (fake_gcp.endpoints["cloudbuild"], PROJECT, LOCATION),
+        json={"source": {"storageSource": {"bucket": ready.bucket, "object": "earlier.tgz"}},
+              "steps": [{"name": "gcr.io/cloud-builders/docker:24.0.9", "args": ["build", "."]}],
+              "images": [planned["tagged_image"]], "tags": ["deployml", planned["tag"]]}, timeout=10).json()
+    earlier = started["metadata"]["build"]["id"]
+    fake_gcp.clear()
+    storage.clear()
+
+    result = ready.run()
+    assert result["rc"] == 0 and result["changed"] is True and result["build"]["id"] == earlier, result
+    assert result["uploaded"] is False and not storage.writes()
+    assert not fake_gcp.calls("POST", r"builds$"), "a second build of the same tag was started"
+    assert digest_of(ready.tag(result["tag"])) == result["digest"]

@@ -11,8 +11,9 @@ Used by the pytest fixtures (emulators on ephemeral ports, start()/stop_process(
     python -m tests.standins.services stop --dir .local     # every service it started, in reverse order
 
 Services and their fixed ports: bigquery 9050, storage 9023 (in memory: their content goes with them),
-postgres 5433 (MLflow's backend store; data in <dir>/postgres, kept across restarts), mlflow 5000 (started
-through the image's entrypoint, `migrate` then `serve`, artifacts proxied to the bucket site.yml creates on
+postgres 5433 (MLflow's backend store; data in <dir>/postgres, kept across restarts: a link to
+/var/tmp/deployml-mlops-<hash>/postgres when PostgreSQL's user cannot reach the checkout, see postgres_dir),
+mlflow 5000 (started through the image's entrypoint, `migrate` then `serve`, artifacts proxied to the bucket site.yml creates on
 the storage emulator), serving 8080 (`python -m mlops_serving`, the model of the worked example). A service
 already running is reused; one whose pid file is stale is started again.
 """
@@ -20,6 +21,7 @@ already running is reused; one whose pid file is stale is started again.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import os
 import platform
 import shutil
@@ -178,10 +180,35 @@ def spawn(command, env, log_path):
                                 stderr=subprocess.STDOUT, start_new_session=True)
 
 
+def postgres_dir(state_dir):
+    """Where PostgreSQL keeps its cluster: <dir>/postgres, unless its service user cannot reach that.
+
+    As root, PostgreSQL runs as the `postgres` user, which cannot enter a checkout under /root (mode 0700). The
+    cluster then lives in /var/tmp/deployml-mlops-<hash of the state directory>/postgres, and <dir>/postgres is
+    a symlink to it, so `ls -l .local/postgres` says where; the directories above the checkout are left alone."""
+    from tests.standins.postgres import SERVICE_USER
+
+    link = state_dir / "postgres"
+    if link.is_symlink() or os.geteuid() != 0:
+        return link.resolve()
+    reachable = subprocess.run(["runuser", "-u", SERVICE_USER, "--", "test", "-x", str(state_dir.resolve())],
+                               check=False, capture_output=True).returncode == 0
+    if reachable:
+        return link.resolve()
+    if link.is_dir():
+        link.rmdir()  # left empty by an earlier attempt that could not initialise it; a cluster is never removed
+    digest = hashlib.sha256(str(state_dir.resolve()).encode()).hexdigest()[:12]
+    target = Path("/var/tmp") / ("deployml-mlops-" + digest) / "postgres"
+    target.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
+    state_dir.mkdir(parents=True, exist_ok=True)
+    link.symlink_to(target)
+    return target
+
+
 def postgres_server(state_dir):
     from tests.standins.postgres import PostgresServer
 
-    return PostgresServer(state_dir.resolve() / "postgres", LOCAL_PORTS["postgres"])
+    return PostgresServer(postgres_dir(state_dir), LOCAL_PORTS["postgres"])
 
 
 def start_postgres(state_dir):
