@@ -48,26 +48,23 @@ CHANGED_IMAGES = ("mlflow-server", "serving", "grafana")
 # What each operation waits for, by the pipeline's data flow: a row's operation cannot start before every
 # operation matching one of its (kind, target pattern) pairs has ended. Targets are matched as regular
 # expressions on the operation's resource name; "*" stands for any target.
+BUILD = ("cloudbuild.build", "*")
+DATABASE = [("sql.database", "*"), ("sql.user", "*")]
 DEPENDS_ON = [
     # (kind, target) of the dependent operation -> what it needs
     (("*", "*"), [("serviceusage.enable", "*")]),  # every API call needs the APIs enabled
     (("sql.database", "*"), [("sql.instance.create", "*")]),
     (("sql.user", "*"), [("sql.instance.create", "*")]),
     (("cloudbuild.build", "*"), [("artifactregistry.repository.create", "*")]),
+    (("run.job.create", "*"), [BUILD]),
+    (("run.job.update", "*"), [BUILD]),
     # The migration job and the database setup job run in the database with their image.
-    (("run.job.execution", "/jobs/mlflow-migrate/"), [("sql.database", "*"), ("sql.user", "*"),
-                                                     ("cloudbuild.build", "*"), ("run.job.create", "*")]),
-    (("run.job.execution", "/jobs/grafana-db-setup/"), [("sql.database", "*"), ("sql.user", "*"),
-                                                       ("cloudbuild.build", "*"), ("run.job.create", "*")]),
-    (("run.job.create", "*"), [("cloudbuild.build", "*")]),
-    (("run.job.update", "*"), [("cloudbuild.build", "*")]),
+    (("run.job.execution", "/jobs/mlflow-migrate/"), DATABASE + [BUILD, ("run.job.create", "*")]),
+    (("run.job.execution", "/jobs/grafana-db-setup/"), DATABASE + [BUILD, ("run.job.create", "*")]),
     # MLflow's server after its migration; the serving API calls MLflow (its URL); Grafana after its setup job.
-    (("run.service.rollout", "/services/mlflow$"), [("run.job.execution", "/jobs/mlflow-migrate/"),
-                                                   ("cloudbuild.build", "*")]),
-    (("run.service.rollout", "/services/serving$"), [("run.service.rollout", "/services/mlflow$"),
-                                                    ("cloudbuild.build", "*")]),
-    (("run.service.rollout", "/services/grafana$"), [("run.job.execution", "/jobs/grafana-db-setup/"),
-                                                    ("cloudbuild.build", "*")]),
+    (("run.service.rollout", "/services/mlflow$"), [("run.job.execution", "/jobs/mlflow-migrate/"), BUILD]),
+    (("run.service.rollout", "/services/serving$"), [("run.service.rollout", "/services/mlflow$"), BUILD]),
+    (("run.service.rollout", "/services/grafana$"), [("run.job.execution", "/jobs/grafana-db-setup/"), BUILD]),
 ]
 
 
@@ -126,8 +123,9 @@ def report(label, fake, wall, since, scale):
     for operation in timeline:
         print("%8.0f %8.0f  %-28s %s" % (operation["start"], operation["end"], operation["kind"],
                                          re.sub(r"^projects/[^/]+/(locations/[^/]+/)?", "", operation["target"] or "")))
-    print("critical path: %s" % " -> ".join("%s %s (%.0f s)" % (op["kind"], (op["target"] or "").rsplit("/", 1)[-1],
-                                                                 op["end"] - op["start"]) for op in chain))
+    steps = ["%s %s (%.0f s)" % (op["kind"], (op["target"] or "").rsplit("/", 1)[-1], op["end"] - op["start"])
+             for op in chain]
+    print("critical path: %s" % " -> ".join(steps))
     wall = wall / scale
     print("wall time: %.0f s   operations: %d, %.0f s in all   critical path: %.0f s   wall/critical path: %.2f"
           "   wall/sum: %.2f" % (wall, len(timeline), total, length, wall / length, wall / total))

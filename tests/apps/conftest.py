@@ -204,6 +204,16 @@ def mlflow_server(postgres, storage_emulator, tmp_path_factory):
 
 
 # -- registered models -----------------------------------------------------------------------------------
+@pytest.fixture
+def metadata():
+    """The Cloud Run metadata server's stand-in: Google ID tokens for the instance's account."""
+    from tests.standins.gce_metadata import MetadataServer
+
+    server = MetadataServer()
+    yield server
+    server.close()
+
+
 def churn_data(rows=300, seed=0):
     """A synthetic churn data set with the inventory's example features (roles/bigquery/defaults)."""
     import numpy as np

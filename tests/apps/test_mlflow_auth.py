@@ -285,15 +285,6 @@ def test_the_serving_client_puts_the_id_token_in_x_serverless_authorization_when
 
 
 @pytest.fixture
-def metadata():
-    from tests.standins.gce_metadata import MetadataServer
-
-    server = MetadataServer()
-    yield server
-    server.close()
-
-
-@pytest.fixture
 def cloud_run_proxy(auth_server, metadata):
     from tests.standins.iam_proxy import BearerProxy
 

@@ -29,7 +29,7 @@ from mlops_serving.auth import REFRESH_MARGIN, TOKEN_VARIABLE, IdTokenProvider, 
 from mlops_serving.model import refusal_hint
 from tests.apps.conftest import ROOT, instance, wait_http, wait_until
 from tests.standins import services
-from tests.standins.gce_metadata import MetadataServer, make_jwt
+from tests.standins.gce_metadata import make_jwt
 from tests.standins.iam_proxy import BearerProxy
 
 pytestmark = pytest.mark.xdist_group("apps")
@@ -273,13 +273,6 @@ def serving_process(tmp_path, tracking_uri, model_name, table_path, bigquery_end
             except subprocess.TimeoutExpired:
                 os.killpg(process.pid, signal.SIGKILL)
                 process.wait()
-
-
-@pytest.fixture
-def metadata():
-    server = MetadataServer()
-    yield server
-    server.close()
 
 
 @pytest.fixture

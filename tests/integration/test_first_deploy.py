@@ -148,8 +148,8 @@ def test_first_deploy_converges_as_a_least_privilege_deployer(realistic_gcp, big
         print("  %3d  %s" % (count, resource))
 
 
-def test_a_deploy_interrupted_while_the_long_operations_run_converges(realistic_gcp, bigquery, storage, unique,
-                                                                     monkeypatch):
+def test_a_deploy_interrupted_while_the_long_operations_run_converges(
+        realistic_gcp, bigquery, storage, unique, monkeypatch):
     """Ctrl-C (here SIGKILL of the whole controller) while the instance is created and the images build: the
     background modules go on, and the next run converges without a second instance or a second build."""
     from tests.standins.fakegcp.durations import DURATIONS
