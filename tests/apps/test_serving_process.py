@@ -83,9 +83,9 @@ def pins(path):
     for line in path.read_text().splitlines():
         line = line.split("#", 1)[0].strip()
         if line:
-            match = re.fullmatch(r"([A-Za-z0-9_.-]+)==([0-9][A-Za-z0-9.]*)", line)
+            match = re.fullmatch(r"([A-Za-z0-9_.-]+)(\[[A-Za-z0-9_,.-]+\])?==([0-9][A-Za-z0-9.]*)", line)  # extras allowed
             assert match, "not pinned exactly: %r in %s" % (line, path)
-            found[match.group(1)] = match.group(2)
+            found[match.group(1)] = match.group(3)
     return found
 
 
