@@ -158,19 +158,46 @@ def wait_http(url, process=None, timeout=180, log=None):
     raise RuntimeError("%s did not answer 200 within %ss" % (url, timeout))
 
 
-def serve_mlflow(env, log_path):
-    """Start `python -m mlflow_server.entrypoint serve` in its own process group; wait for /health."""
-    with open(log_path, "ab") as log:
-        process = subprocess.Popen(  # pylint: disable=consider-using-with
-            [sys.executable, "-m", "mlflow_server.entrypoint", "serve"], env=env, cwd=ROOT, stdout=log,
-            stderr=subprocess.STDOUT, start_new_session=True)
-    url = "http://127.0.0.1:%s" % env["PORT"]
-    try:
-        wait_http(url + "/health", process, log=log_path)
-    except RuntimeError:
+def listening_group(port):
+    """The process group of the process listening on 127.0.0.1:port (from /proc), or None."""
+    inodes = set()
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        if fields[1] == "0100007F:%04X" % port and fields[3] == "0A":  # 127.0.0.1:port, LISTEN
+            inodes.add("socket:[%s]" % fields[9])
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            if any(os.readlink(fd) in inodes for fd in (proc / "fd").iterdir()):
+                return os.getpgid(int(proc.name))
+        except OSError:
+            continue
+    return None
+
+
+def serve_mlflow(env, log_path, attempts=3):
+    """Start `python -m mlflow_server.entrypoint serve` in its own process group; wait for /health.
+
+    The port is taken just before the start, and the server that answers must be ours: with parallel test
+    workers another one's server can take the same free port first (then MLflow cannot bind and exits)."""
+    for attempt in range(attempts):
+        env["PORT"] = str(services.free_port())
+        with open(log_path, "ab") as log:
+            process = subprocess.Popen(  # pylint: disable=consider-using-with
+                [sys.executable, "-m", "mlflow_server.entrypoint", "serve"], env=env, cwd=ROOT, stdout=log,
+                stderr=subprocess.STDOUT, start_new_session=True)
+        url = "http://127.0.0.1:%s" % env["PORT"]
+        try:
+            wait_http(url + "/health", process, log=log_path)
+            if listening_group(int(env["PORT"])) == process.pid:
+                return MlflowServer(url=url, port=int(env["PORT"]), env=env, log=Path(log_path), process=process)
+        except RuntimeError:
+            if attempt == attempts - 1:
+                stop_group(process)
+                raise
         stop_group(process)
-        raise
-    return MlflowServer(url=url, port=int(env["PORT"]), env=env, log=Path(log_path), process=process)
+    raise RuntimeError("MLflow could not get a port of its own in %d attempts; log: %s" % (attempts, log_path))
 
 
 def create_bucket(storage_url, name):
