@@ -6,9 +6,9 @@ BIN := $(VENV)/bin
 PY := $(BIN)/python
 LINK := .build/collections/ansible_collections/deployml/mlops
 SERVICES := $(PY) -m tests.standins.services
-# The worked example, configured for inventories/local's project, dataset and the local endpoints.
-EXAMPLE := MLOPS_PROJECT=local-project MLOPS_DATASET=mlops BIGQUERY_API_ENDPOINT=http://127.0.0.1:9050 \
-	MLFLOW_TRACKING_URI=http://127.0.0.1:5000 $(PY) -m examples.diabetes_progression
+# The worked example, configured by what site.yml wrote for inventories/local (project, dataset, endpoints).
+OUTPUTS := $(CURDIR)/outputs
+EXAMPLE := set -a && . $(OUTPUTS)/local.env && set +a && $(PY) -m examples.diabetes_progression
 # Molecule and ansible-test call ansible-* commands by name: the venv's must come first.
 export PATH := $(abspath $(BIN)):$(PATH)
 
@@ -55,7 +55,7 @@ $(LINK):
 # example (trains, registers, predicts, drift), the serving API on :8080. Services already up are reused.
 local: venv collection
 	$(SERVICES) start --dir .local --services bigquery,storage,postgres,mlflow
-	$(BIN)/ansible-playbook site.yml -i inventories/local
+	$(BIN)/ansible-playbook site.yml -i inventories/local -e mlops_outputs_dir=$(OUTPUTS)
 	$(EXAMPLE)
 	$(SERVICES) start --dir .local --services serving
 	@echo "--- what is running and what the pipeline created (stop everything with: make local-stop) ---"
@@ -87,4 +87,4 @@ pytest: venv collection
 	$(PY) -m pytest -n 2 --dist loadgroup
 
 clean: local-stop
-	rm -rf .build .local tests/output
+	rm -rf .build .local tests/output outputs

@@ -216,14 +216,16 @@ def pandas_metrics(predictions, reference, truth, features):
 
 # -- the benchmark ----------------------------------------------------------------------------------------------
 def create_tables(client, project, dataset):
-    """The four mlops tables with the bigquery role's schemas and inventories/local's feature and label columns
+    """The four mlops tables with the bigquery role's schemas and the local settings' feature and label columns
     (what site.yml creates); returns ([(feature, kind)], label column)."""
     import yaml
     from google.cloud import bigquery
     from jinja2.nativetypes import NativeEnvironment
 
+    from tests.standins.inventory import settings
+
     role_vars = yaml.safe_load((ROOT / "roles" / "bigquery" / "vars" / "main.yml").read_text())
-    inventory = yaml.safe_load((ROOT / "inventories" / "local" / "group_vars" / "all.yml").read_text())
+    inventory = settings("local")
     env = NativeEnvironment()
     env.filters["combine"] = lambda base, *others: dict(base, **{k: v for other in others for k, v in other.items()})
     context = dict(role_vars, bigquery_features=inventory["mlops_features"], bigquery_label=inventory["mlops_label"])

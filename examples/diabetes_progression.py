@@ -5,7 +5,7 @@
 
 What it does, in the order a team would:
  1. checks the mlops tables exist with the example's feature columns (the bigquery role creates them
-    from the inventory's mlops_features / mlops_label, which inventories/* set to these columns);
+    from mlops_features / mlops_label, whose collection defaults are these columns);
  2. loads the 442 patients into offline_features (entity patient-NNN, event timestamps spread over the
     training window, split train/test at random), once: a re-run finds them and loads nothing;
  3. reads the training rows back from BigQuery, trains a scikit-learn pipeline (scaling + ridge
@@ -51,7 +51,7 @@ DRIFT_JOB_DIR = ROOT / "roles" / "monitoring" / "files"
 UTC = datetime.timezone.utc
 
 # offline_features column -> (column of sklearn's load_diabetes(scaled=False), description). The same
-# columns are mlops_features in inventories/*/group_vars/all.yml.
+# columns are mlops_features, the collection default (roles/common/defaults/main.yml).
 FEATURES = {
     "age": ("age", "age in years"),
     "sex": ("sex", "sex (1 or 2)"),
@@ -229,7 +229,7 @@ def check_tables(client, options):
     if wrong:
         raise ExampleError(
             "offline_features has no numeric column %s: this example needs mlops_features %s and mlops_label %s "
-            "in the inventory (inventories/*/group_vars/all.yml), then the table re-created"
+            "(the collection defaults, or set so in the inventory), then the table re-created"
             % (", ".join(wrong), ", ".join(FEATURES), LABEL))
 
 

@@ -19,11 +19,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import yaml
 
 from drift_fixtures import PROJECT, client_for, query
 from tests.apps.conftest import ROOT, stop_group, wait_http
 from tests.standins import services
+from tests.standins.inventory import ENVIRONMENTS, settings
 
 sys.path.insert(0, str(ROOT))
 from examples import diabetes_progression as example  # noqa: E402  pylint: disable=wrong-import-position
@@ -88,11 +88,11 @@ def drift_by_key(client, dataset, summary):
 
 def test_the_inventories_declare_the_example_columns():
     """site.yml builds offline_features from mlops_features / mlops_label: they must be the example's."""
-    for path in sorted((ROOT / "inventories").glob("*/group_vars/all.yml")):
-        variables = yaml.safe_load(path.read_text())
-        assert [column["name"] for column in variables["mlops_features"]] == list(example.FEATURES), path
-        assert variables["mlops_label"]["name"] == example.LABEL, path
-        assert {column["type"] for column in variables["mlops_features"]} == {"FLOAT"}, path
+    for env in ENVIRONMENTS:
+        variables = settings(env)
+        assert [column["name"] for column in variables["mlops_features"]] == list(example.FEATURES), env
+        assert variables["mlops_label"]["name"] == example.LABEL, env
+        assert {column["type"] for column in variables["mlops_features"]} == {"FLOAT"}, env
 
 
 def test_example_end_to_end(mlflow_server, bigquery_emulator, storage_emulator, unique, tmp_path):

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
+import tarfile
 from pathlib import Path
 
 import pytest
@@ -14,6 +16,13 @@ from tests.conftest import PROJECT, ROOT
 
 BIN = Path(sys.executable).parent
 MODULES = sorted(p.stem for p in (ROOT / "plugins" / "modules").glob("*.py"))
+# The README's minimal inventory: everything else has a default in roles/common.
+MINIMAL_INVENTORY = """\
+all:
+  vars:
+    mlops_gcp_project: test-project
+    mlops_gcp_region: europe-west1
+"""
 
 
 def run_ansible(command, collections):
@@ -24,24 +33,61 @@ def run_ansible(command, collections):
 
 
 @pytest.fixture(scope="module")
-def installed(tmp_path_factory):
-    """Build the tarball and install it into an empty collections path; returns that path."""
+def tarball(tmp_path_factory):
+    """The collection built as `ansible-galaxy collection build` builds it for Galaxy."""
     build = tmp_path_factory.mktemp("build")
-    path = tmp_path_factory.mktemp("collections")
-    proc = run_ansible([BIN / "ansible-galaxy", "collection", "build", ROOT, "--output-path", build], path)
+    proc = run_ansible([BIN / "ansible-galaxy", "collection", "build", ROOT, "--output-path", build], build)
     assert proc.returncode == 0, proc.stderr
     tarballs = list(build.glob("deployml-mlops-*.tar.gz"))
     assert len(tarballs) == 1, tarballs
-    proc = run_ansible([BIN / "ansible-galaxy", "collection", "install", tarballs[0], "-p", path], path)
+    return tarballs[0]
+
+
+@pytest.fixture(scope="module")
+def installed(tmp_path_factory, tarball):
+    """The tarball installed into an empty collections path; returns that path."""
+    path = tmp_path_factory.mktemp("collections")
+    proc = run_ansible([BIN / "ansible-galaxy", "collection", "install", tarball, "-p", path], path)
     assert proc.returncode == 0, proc.stderr
     return path
 
 
-def test_tarball_leaves_out_development_files(installed):
-    root = installed / "ansible_collections" / "deployml" / "mlops"
-    assert (root / "MANIFEST.json").exists() and (root / "meta" / "runtime.yml").exists()
-    for unwanted in (".venv", ".build", ".local", ".ci", "Makefile"):
-        assert not (root / unwanted).exists(), unwanted
+def test_tarball_ships_what_users_need_and_no_development_files(tarball):
+    with tarfile.open(tarball) as archive:
+        names = set(archive.getnames())
+    shipped = {"MANIFEST.json", "FILES.json", "README.md", "COPYING", "meta/runtime.yml", "playbooks/site.yml",
+               "roles/common/defaults/main.yml", "inventories/prod/group_vars/all.yml", "requirements.txt",
+               "plugins/modules/cloud_run_service.py", "roles/serving/files/mlops_serving/app.py"}
+    assert shipped <= names, sorted(shipped - names)
+    assert any(name.startswith("tests/unit/") and name.endswith(".py") for name in names)
+    unwanted = (".venv", ".build", ".local", ".ci", ".git", "Makefile", "ansible.cfg", "pytest.ini", "benchmarks",
+                "extensions", "outputs", "tests/standins", "tests/integration", "tests/apps", "tests/output",
+                "requirements-test.lock")
+    found = sorted(name for name in names if name.split("/")[0] in unwanted or name.startswith(unwanted))
+    assert found == [], found[:20]
+    assert not [name for name in names if "__pycache__" in name]
+
+
+def test_site_plans_from_the_tarball_with_a_minimal_inventory(installed, bigquery, storage, fake_gcp, tmp_path):
+    """What a new user does: an inventory with their project and region only, `deployml.mlops.site --check`
+    from an empty directory; it plans the whole pipeline (here against the stand-ins) and writes nothing."""
+    workdir = tmp_path / "mine"
+    workdir.mkdir()
+    (workdir / "inventory.yml").write_text(MINIMAL_INVENTORY)
+    endpoints = dict(fake_gcp.endpoints, bigquery=bigquery.url, storage=storage.url)
+    stand_ins = json.dumps({"mlops_gcp_auth_kind": "anonymous", "mlops_gcp_api_endpoints": endpoints})
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ANSIBLE_")}
+    env.update(ANSIBLE_COLLECTIONS_PATH=str(installed), PWD=str(workdir))
+    proc = subprocess.run([BIN / "ansible-playbook", "deployml.mlops.site", "-i", "inventory.yml", "--check",
+                           "-e", stand_ins], capture_output=True, text=True, env=env, cwd=workdir, check=False)
+    assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr
+    recap = re.search(r"localhost\s+: ok=(\d+)\s+changed=(\d+).*failed=(\d+)", proc.stdout)
+    assert int(recap.group(2)) >= 10 and recap.group(3) == "0", proc.stdout[-3000:]
+    for step in ("Enable the APIs", "Build the images", "Deploy MLflow", "Deploy the serving API",
+                 "Finish deploying Grafana", "Show where everything is"):
+        assert "TASK [%s]" % step in proc.stdout, step
+    assert [s.writes() for s in (bigquery, storage, fake_gcp)] == [[], [], []], "a check run writes nothing"
+    assert sorted(p.name for p in workdir.iterdir()) == ["inventory.yml"], "nor any outputs"
 
 
 @pytest.mark.parametrize("module", MODULES)
@@ -50,8 +96,9 @@ def test_module_docs_render(installed, module):
     assert proc.returncode == 0, proc.stderr
     doc = json.loads(proc.stdout)["deployml.mlops." + module]["doc"]
     assert doc["attributes"]["check_mode"]["support"] == "full"
-    # The preflight changes nothing, so it has no diff.
-    assert doc["attributes"]["diff_mode"]["support"] == ("none" if module == "project_preflight" else "full")
+    # Read-only modules (the preflight, the *_info ones) change nothing, so they have no diff.
+    read_only = module == "project_preflight" or module.endswith("_info")
+    assert doc["attributes"]["diff_mode"]["support"] == ("none" if read_only else "full")
     assert "project" in doc["options"] and doc["options"]["access_token"]["type"] == "str"
 
 

@@ -13,13 +13,9 @@ import requests
 import yaml
 
 from tests.conftest import ROOT
+from tests.standins.inventory import DEFAULTS, ENVIRONMENTS, group_vars, settings
 
 BIN = Path(sys.executable).parent
-ENVIRONMENTS = ("local", "dev", "staging", "prod")
-
-
-def group_vars(env):
-    return yaml.safe_load((ROOT / "inventories" / env / "group_vars" / "all.yml").read_text())
 
 
 def playbook(*args):
@@ -56,37 +52,53 @@ def assert_least_privilege_for_data(fake_gcp, bigquery, project_policy, unique):
     assert clients == {(account % "mlfl", instance), (account % "graf", instance)}, clients
 
 
-def test_environments_differ_only_in_values():
-    keys = {env: sorted(group_vars(env)) for env in ENVIRONMENTS}
-    assert all(keys[env] == keys["local"] for env in ENVIRONMENTS), keys
-    assert group_vars("prod")["mlops_protected"] is True and group_vars("staging")["mlops_protected"] is True
-    assert group_vars("local")["mlops_gcp_auth_kind"] == "anonymous"
-    assert all(group_vars(env)["mlops_gcp_api_endpoints"] == {} for env in ("dev", "staging", "prod"))
+def test_inventories_hold_only_their_differences():
+    """Defaults live once, in roles/common; an inventory that repeats one would drift from it unnoticed."""
+    defaults = yaml.safe_load(DEFAULTS.read_text())
+    for env in ENVIRONMENTS:
+        repeated = {key: value for key, value in group_vars(env).items() if defaults.get(key) == value}
+        assert repeated == {}, (env, repeated)
+        assert set(group_vars(env)) >= {"mlops_env", "mlops_protected", "mlops_gcp_project", "mlops_gcp_region"}
+    assert settings("prod")["mlops_protected"] is True and settings("staging")["mlops_protected"] is True
+    assert settings("local")["mlops_gcp_auth_kind"] == "anonymous" and settings("local")["mlops_target"] == "local"
+    assert all(settings(env)["mlops_gcp_api_endpoints"] == {} for env in ("dev", "staging", "prod"))
+    # The secure defaults hold wherever an environment does not lower them on purpose.
+    assert settings("prod")["mlops_cloudsql_deletion_protection"] and settings("staging")["mlops_cloudsql_backups"]
 
 
 @pytest.mark.parametrize("env", ["staging", "prod"])
 def test_teardown_refuses_protected_environments(env):
     proc, recap = playbook("playbooks/teardown.yml", "-i", "inventories/%s" % env)
     assert proc.returncode != 0
-    assert "is protected" in proc.stdout and recap["failed"] == 1 and recap["ok"] == 0
+    assert "is protected" in proc.stdout and recap["failed"] == 1 and recap["changed"] == 0
 
 
-def test_site_converges_and_second_run_writes_nothing(bigquery, storage, unique):
-    """inventories/local with the endpoints pointed at this test's proxies and its own names."""
+def test_site_converges_and_second_run_writes_nothing(bigquery, storage, unique, tmp_path):
+    """inventories/local with the endpoints pointed at this test's proxies and its own names; the outputs for
+    scripts are written (not in check mode), once."""
+    outputs = tmp_path / "outputs"
     extra = json.dumps({"mlops_gcp_project": "test-project",
                         "mlops_gcp_api_endpoints": {"bigquery": bigquery.url, "storage": storage.url},
                         "mlops_bigquery_dataset": "site_" + unique,
-                        "mlops_mlflow_artifacts_bucket": "site-" + unique})
+                        "mlops_mlflow_artifacts_bucket": "site-" + unique, "mlops_outputs_dir": str(outputs)})
     args = ("site.yml", "-i", "inventories/local", "-e", extra)
 
     proc, recap = playbook(*args, "--check")
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert recap["changed"] == 3 and bigquery.writes() == [] and storage.writes() == []
+    assert recap["changed"] == 3 + 3 and bigquery.writes() == [] and storage.writes() == []  # tables, outputs
+    assert not outputs.exists(), "a check run writes no outputs"
 
     proc, recap = playbook(*args)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert recap["changed"] == 3
+    assert recap["changed"] == 3 + 3
     assert len(bigquery.writes()) == 5 and len(storage.writes()) == 1  # dataset + 4 tables, bucket
+    assert "Serving API: http://127.0.0.1:8080 serving models:/diabetes-progression@champion" in proc.stdout
+    written = json.loads((outputs / "local.json").read_text())
+    assert written["MLOPS_DATASET"] == "site_" + unique and written["BIGQUERY_API_ENDPOINT"] == bigquery.url
+    shell = subprocess.run(["bash", "-c", "set -a; . %s; echo \"$MLOPS_PROJECT $MLFLOW_TRACKING_URI\"" % (outputs / "local.env")],
+                           capture_output=True, text=True, check=True)
+    assert shell.stdout.split() == ["test-project", "http://127.0.0.1:5000"]
+    assert {(outputs / name).stat().st_mode & 0o777 for name in ("local.env", "local.json")} == {0o600}
 
     bigquery.clear()
     storage.clear()
@@ -96,7 +108,7 @@ def test_site_converges_and_second_run_writes_nothing(bigquery, storage, unique)
     assert len(bigquery.requests) == 5 and len(storage.requests) == 1, "one read per resource"
 
 
-def test_site_on_gcp_converges_against_the_stand_ins(bigquery, storage, fake_gcp, unique):
+def test_site_on_gcp_converges_against_the_stand_ins(bigquery, storage, fake_gcp, unique, tmp_path):
     """inventories/dev (target gcp) with every API pointed at the stand-ins: APIs, service accounts and
     their grants, Cloud SQL, the generated passwords, BigQuery and the buckets, the images built by Cloud
     Build, the migration job run once, MLflow, serving and Grafana on Cloud Run, the scheduled drift job;
@@ -111,6 +123,7 @@ def test_site_on_gcp_converges_against_the_stand_ins(bigquery, storage, fake_gcp
         "grafana_database_password_secret": "grafana-db-" + unique,
         "grafana_admin_password_secret": "grafana-admin-" + unique,
         "mlops_service_accounts": {unit: "%s-%s" % (unit[:4], unique) for unit in units},
+        "mlops_outputs_dir": str(tmp_path),
     })
     args = ("site.yml", "-i", "inventories/dev", "-e", extra)
     stand_ins = (bigquery, storage, fake_gcp)
@@ -159,6 +172,13 @@ def test_site_on_gcp_converges_against_the_stand_ins(bigquery, storage, fake_gcp
         schedule = requests.get("%s/v1/projects/test-project/locations/europe-west1/jobs/drift"
                                 % fake_gcp.endpoints["cloudscheduler"], timeout=10).json()
         assert schedule["httpTarget"]["uri"].endswith("/jobs/drift:run")
+        # The outputs name every URL (read back from Cloud Run) and no secret.
+        outputs = json.loads((tmp_path / "dev.json").read_text())
+        assert outputs["MLOPS_MLFLOW_URL"] == services["mlflow"]["uri"] == outputs["MLFLOW_TRACKING_URI"]
+        assert outputs["MLOPS_SERVING_URL"] == services["serving"]["uri"]
+        assert outputs["MLOPS_GRAFANA_URL"] == services["grafana"]["uri"]
+        assert not [key for key in outputs if "PASSWORD" in key or "TOKEN" in key], outputs
+        assert "gcloud run services proxy mlflow --region europe-west1" in proc.stdout
 
         for stand_in in stand_ins:
             stand_in.clear()

@@ -20,10 +20,11 @@ import yaml
 
 from tests.conftest import ROOT
 from tests.standins.fakegcp import FakeGcp
+from tests.standins.inventory import settings
 
 DEPLOYER = yaml.safe_load((ROOT / "playbooks" / "vars" / "deployer.yml").read_text())
 ROLES = sorted(DEPLOYER["deployer_roles"])
-INVENTORY = yaml.safe_load((ROOT / "inventories" / "dev" / "group_vars" / "all.yml").read_text())
+INVENTORY = settings("dev")
 RESERVED = ["entity_id", "event_timestamp", "split", "ingested_at"]
 
 

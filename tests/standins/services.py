@@ -6,7 +6,7 @@ Used by the pytest fixtures (emulators on ephemeral ports, start()/stop_process(
 
     python -m tests.standins.services start --dir .local    # the emulators; prints the endpoints
     python -m tests.standins.services start --dir .local --services postgres,mlflow   # or all
-    python -m tests.standins.services summary               # URLs, what the pipeline created, predictions
+    python -m tests.standins.services summary               # URLs, what the pipeline created, the dashboard pages
     python -m tests.standins.services run --dir .local -- molecule test   # start the emulators if needed, run, restore
     python -m tests.standins.services stop --dir .local     # every service it started, in reverse order
 
@@ -33,14 +33,14 @@ import time
 from pathlib import Path
 
 import requests
-import yaml
+
+from tests.standins.inventory import settings
 
 ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_PORTS = {"bigquery": 9050, "storage": 9023}
 EMULATORS = tuple(DEFAULT_PORTS)
 LOCAL_PORTS = dict(DEFAULT_PORTS, postgres=5433, mlflow=5000, serving=8080)
 SERVICES = ("bigquery", "storage", "postgres", "mlflow", "serving")  # start order; stopped in reverse
-INVENTORY = ROOT / "inventories" / "local" / "group_vars" / "all.yml"
 MLFLOW_DIR = ROOT / "roles" / "mlflow" / "files"
 SERVING_DIR = ROOT / "roles" / "serving" / "files"
 # The model the serving API serves locally: the worked example's (examples/diabetes_progression.py).
@@ -136,7 +136,7 @@ def local_settings(project=None):
     """Project, dataset and artifacts bucket of inventories/local (the names site.yml creates)."""
     import jinja2
 
-    inventory = yaml.safe_load(INVENTORY.read_text())
+    inventory = settings("local")
     if project:
         inventory["mlops_gcp_project"] = project
 
@@ -444,6 +444,16 @@ def cli_summary(project, state_dir=Path(".local")):
         running = postgres_server(state_dir).running()
         print("PostgreSQL 127.0.0.1:%d (MLflow's backend store): %s" % (
             LOCAL_PORTS["postgres"], "running" if running else "stopped"))
+    print(summary_dashboards(state_dir))
+
+
+def summary_dashboards(state_dir):
+    """The last line of the summary: where the pages `make dashboards` draws are (Grafana's dashboards locally)."""
+    pages = sorted((state_dir / "dashboards").glob("*.html"))
+    if not pages:
+        return "Dashboards: none drawn yet (make dashboards draws them into %s)" % (state_dir / "dashboards")
+    return "Dashboards (open in a browser; make dashboards draws them again): %s" % " ".join(
+        str(page.resolve()) for page in pages)
 
 
 def main():
