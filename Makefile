@@ -53,20 +53,25 @@ $(LINK):
 
 # The pipeline on this machine: emulators, PostgreSQL and MLflow, the resources site.yml creates, the worked
 # example (trains, registers, predicts, drift), the serving API on :8080. Services already up are reused.
+# `make local INVENTORY=path/to/inventory` runs site.yml on an inventory of your own (mlops_target: local, the
+# endpoints as in inventories/local) and serves its mlops_model_name@mlops_model_alias; the worked example runs
+# only on inventories/local (register your model in MLflow at http://127.0.0.1:5000 instead).
+INVENTORY ?= inventories/local
+SERVICES_OF := $(SERVICES) --dir .local --inventory $(INVENTORY)
 local: venv collection
-	$(SERVICES) start --dir .local --services bigquery,storage,postgres,mlflow
-	$(BIN)/ansible-playbook site.yml -i inventories/local -e mlops_outputs_dir=$(OUTPUTS)
-	$(EXAMPLE)
-	$(SERVICES) start --dir .local --services serving
+	$(SERVICES_OF) start --services bigquery,storage,postgres,mlflow
+	$(BIN)/ansible-playbook site.yml -i $(INVENTORY) -e mlops_outputs_dir=$(OUTPUTS)
+	$(if $(filter inventories/local inventories/local/,$(INVENTORY)),$(EXAMPLE),echo "(the worked example runs only on inventories/local)")
+	$(SERVICES_OF) start --services serving
 	@echo "--- what is running and what the pipeline created (stop everything with: make local-stop) ---"
-	@$(SERVICES) summary --dir .local
+	@$(SERVICES_OF) summary
 
 # The worked example against the local services (run `make local` first; it runs the example too).
 example: venv
 	$(EXAMPLE)
 
 summary: venv
-	@$(SERVICES) summary --dir .local
+	@$(SERVICES_OF) summary
 
 local-stop: venv
 	$(SERVICES) stop --dir .local

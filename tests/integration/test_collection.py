@@ -11,6 +11,7 @@ import tarfile
 from pathlib import Path
 
 import pytest
+import yaml
 
 from tests.conftest import PROJECT, ROOT
 
@@ -116,3 +117,12 @@ def test_module_runs_by_fqcn_with_group_defaults(installed, bigquery, unique, tm
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "changed=1" in proc.stdout
     assert ("POST", "/bigquery/v2/projects/%s/datasets" % PROJECT) in bigquery.writes()
+
+
+def test_requires_ansible_is_the_version_the_tests_run():
+    """The claim in meta/runtime.yml is the locked ansible-core's: a lower one would be untested."""
+    runtime = yaml.safe_load((ROOT / "meta" / "runtime.yml").read_text())
+    locked = re.search(r"^ansible-core==(\d+\.\d+)\.", (ROOT / "requirements-test.lock").read_text(), re.M)
+    assert runtime["requires_ansible"] == ">=%s.0" % locked.group(1)
+    for meta in (ROOT / "roles").glob("*/meta/main.yml"):
+        assert yaml.safe_load(meta.read_text())["galaxy_info"]["min_ansible_version"] == locked.group(1), meta

@@ -186,6 +186,15 @@ def test_site_on_gcp_converges_against_the_stand_ins(bigquery, storage, fake_gcp
         assert proc.returncode == 0 and recap["changed"] == 0, proc.stdout
         assert not any(s.writes() for s in stand_ins)
 
+        # One unit: the serving API and what it needs; MLflow's URL is read from Cloud Run, not redeployed.
+        proc, recap = playbook(*args, "--tags", "serving")
+        assert proc.returncode == 0 and recap["changed"] == 0, proc.stdout
+        ran = set(re.findall(r"TASK \[([^\]]+)\]", proc.stdout))
+        assert {"Enable the APIs", "Build the images", "Read MLflow's URL", "Deploy the serving API"} <= ran, ran
+        assert not ran & {"Deploy MLflow", "Wait for the Cloud SQL instance", "Deploy the drift job",
+                          "Finish deploying Grafana"}, ran
+        assert not any(s.writes() for s in stand_ins)
+
         proc, recap = playbook("playbooks/teardown.yml", "-i", "inventories/dev", "-e", extra,
                                "-e", "mlops_teardown_confirm=test-project")
         assert proc.returncode == 0, proc.stdout + proc.stderr

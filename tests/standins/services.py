@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import json
 import os
 import platform
 import shutil
@@ -43,8 +44,7 @@ LOCAL_PORTS = dict(DEFAULT_PORTS, postgres=5433, mlflow=5000, serving=8080)
 SERVICES = ("bigquery", "storage", "postgres", "mlflow", "serving")  # start order; stopped in reverse
 MLFLOW_DIR = ROOT / "roles" / "mlflow" / "files"
 SERVING_DIR = ROOT / "roles" / "serving" / "files"
-# The model the serving API serves locally: the worked example's (examples/diabetes_progression.py).
-LOCAL_MODEL = "diabetes-progression"
+LOCAL_INVENTORY = ROOT / "inventories" / "local"
 MLFLOW_DB = {"user": "mlflow", "database": "mlflow"}
 
 
@@ -132,19 +132,36 @@ def stop_process(pid, timeout=10):
 
 
 # -- the local run of the pipeline (make local) ------------------------------------------------------------
-def local_settings(project=None):
-    """Project, dataset and artifacts bucket of inventories/local (the names site.yml creates)."""
+def inventory_settings(inventory):
+    """The settings site.yml sees with this inventory: the collection defaults under what the inventory sets for
+    localhost (ansible-inventory reads any inventory format; the checkout's own is read directly)."""
+    inventory = Path(inventory or LOCAL_INVENTORY).resolve()
+    if inventory == LOCAL_INVENTORY:
+        return settings("local")
+    command = [Path(sys.executable).parent / "ansible-inventory", "-i", str(inventory), "--host", "localhost"]
+    # A source ansible-inventory cannot parse is only a warning to it: here it is an error to report.
+    env = dict(os.environ, ANSIBLE_INVENTORY_ANY_UNPARSED_IS_FAILED="true")
+    listed = subprocess.run(command, capture_output=True, text=True, env=env, check=False)
+    if listed.returncode != 0:
+        raise RuntimeError("cannot read inventory %s: %s" % (inventory, listed.stderr.strip()))
+    return dict(settings("local"), **{key: value for key, value in json.loads(listed.stdout).items()
+                                      if key.startswith("mlops_")})
+
+
+def local_settings(project=None, inventory=None):
+    """Project, dataset, artifacts bucket and served model of the inventory (the names site.yml creates)."""
     import jinja2
 
-    inventory = settings("local")
+    values = inventory_settings(inventory)
     if project:
-        inventory["mlops_gcp_project"] = project
+        values["mlops_gcp_project"] = project
 
     def render(value):
-        return jinja2.Environment().from_string(str(value)).render(inventory)
+        return jinja2.Environment().from_string(str(value)).render(values)
 
-    return {"project": inventory["mlops_gcp_project"], "dataset": render(inventory["mlops_bigquery_dataset"]),
-            "bucket": render(inventory["mlops_mlflow_artifacts_bucket"])}
+    return {"project": values["mlops_gcp_project"], "dataset": render(values["mlops_bigquery_dataset"]),
+            "bucket": render(values["mlops_mlflow_artifacts_bucket"]), "model_name": render(values["mlops_model_name"]),
+            "model_alias": render(values["mlops_model_alias"])}
 
 
 def url_of(name):
@@ -264,11 +281,12 @@ def start_mlflow(state_dir, settings):
     return process
 
 
-def start_serving(state_dir, settings, model_name):
-    """The serving API on the local model; it follows the alias (a new version is served within 10 s)."""
+def start_serving(state_dir, settings):
+    """The serving API on the inventory's model; it follows the alias (a new version is served within 10 s)."""
     env = clean_env("MLFLOW_", "MODEL_", "LOG_", "BIGQUERY_")
     env.update({"PYTHONPATH": str(SERVING_DIR), "PORT": str(LOCAL_PORTS["serving"]), "HOST": "127.0.0.1",
-                "MLFLOW_TRACKING_URI": url_of("mlflow"), "MODEL_NAME": model_name, "MODEL_POLL_INTERVAL": "10",
+                "MLFLOW_TRACKING_URI": url_of("mlflow"), "MODEL_NAME": settings["model_name"],
+                "MODEL_ALIAS": settings["model_alias"], "MODEL_POLL_INTERVAL": "10",
                 "BIGQUERY_PROJECT": settings["project"], "BIGQUERY_DATASET": settings["dataset"],
                 "BIGQUERY_API_ENDPOINT": url_of("bigquery")})
     log_path = state_dir / "serving.log"
@@ -279,8 +297,8 @@ def start_serving(state_dir, settings, model_name):
     ready = wait_http(url_of("serving") + "/ready", process, log_path, 120)
     print("serving running at %s (pid %d, log %s): %s" % (
         url_of("serving"), process.pid, log_path,
-        "model %s@champion loaded" % model_name if ready else
-        "waiting for model %s@champion (register it: make example)" % model_name))
+        "model %(model_name)s@%(model_alias)s loaded" % settings if ready else
+        "waiting for model %(model_name)s@%(model_alias)s (register it, e.g. make example)" % settings))
     return process
 
 
@@ -321,10 +339,11 @@ def parse_services(text):
     return [n for n in SERVICES if n in names]
 
 
-def cli_start(state_dir, project, names=EMULATORS, model_name=LOCAL_MODEL):
+def cli_start(state_dir, project, names=EMULATORS, model_name=None, inventory=None):
     """Start the named services that are not running yet, in order; returns the names of those it started."""
     state_dir.mkdir(parents=True, exist_ok=True)
-    settings = local_settings(project)
+    settings = local_settings(project, inventory)
+    settings["model_name"] = model_name or settings["model_name"]
     started = []
     for name in [n for n in SERVICES if n in names]:
         if name == "postgres":
@@ -347,7 +366,7 @@ def cli_start(state_dir, project, names=EMULATORS, model_name=LOCAL_MODEL):
         elif name == "mlflow":
             process = start_mlflow(state_dir, settings)
         else:
-            process = start_serving(state_dir, settings, model_name)
+            process = start_serving(state_dir, settings)
         pid_file.write_text(str(process.pid))
         started.append(name)
     return started
@@ -431,9 +450,9 @@ def summary_serving(settings):
     print("  logs predictions to %s.%s.predictions" % (settings["project"], settings["dataset"]))
 
 
-def cli_summary(project, state_dir=Path(".local")):
+def cli_summary(project, state_dir=Path(".local"), inventory=None):
     """Print the services' URLs and what the pipeline created in them; a service that is down is said so."""
-    settings = local_settings(project)
+    settings = local_settings(project, inventory)
     for name, show in (("bigquery", summary_bigquery), ("storage", summary_storage), ("mlflow", summary_mlflow),
                        ("serving", summary_serving)):
         try:
@@ -460,11 +479,13 @@ def main():
     parser = argparse.ArgumentParser(description="local stand-ins for Google APIs and the local pipeline services")
     parser.add_argument("action", choices=["start", "stop", "summary", "run"])
     parser.add_argument("--dir", default=".local", type=Path, help="pid and log files")
-    parser.add_argument("--project", default=None, help="default: mlops_gcp_project of inventories/local")
+    parser.add_argument("--inventory", default=None, type=Path,
+                        help="the inventory site.yml runs on (default inventories/local): names and model")
+    parser.add_argument("--project", default=None, help="default: mlops_gcp_project of the inventory")
     parser.add_argument("--services", default=None,
                         help="comma-separated services (%s) or all; start and run default to the emulators, stop "
                              "to all" % ", ".join(SERVICES))
-    parser.add_argument("--model-name", default=LOCAL_MODEL, help="model the serving API serves")
+    parser.add_argument("--model-name", default=None, help="model the serving API serves (default: mlops_model_name)")
     argv = sys.argv[1:]
     split = argv.index("--") if "--" in argv else len(argv)  # with run: the command follows --
     args = parser.parse_args(argv[:split])
@@ -479,13 +500,13 @@ def run_action(args):
     default = SERVICES if args.action == "stop" else EMULATORS
     names = parse_services(args.services) if args.services else list(default)
     if args.action == "start":
-        cli_start(args.dir, args.project, names, args.model_name)
+        cli_start(args.dir, args.project, names, args.model_name, args.inventory)
     elif args.action == "stop":
         cli_stop(args.dir, names)
     elif args.action == "summary":
-        cli_summary(args.project, args.dir)
+        cli_summary(args.project, args.dir, args.inventory)
     else:
-        started = cli_start(args.dir, args.project, names, args.model_name)
+        started = cli_start(args.dir, args.project, names, args.model_name, args.inventory)
         try:
             code = subprocess.call(args.command)
         finally:
