@@ -2,6 +2,7 @@
 # -*- coding: utf-8 -*-
 # Copyright: (c) 2026, deployml.mlops contributors
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
 
 from __future__ import annotations
 
@@ -179,7 +180,9 @@ recreated:
   type: bool
 data_loss:
   description: What an allowed in-place change deletes (or in check mode would delete).
-  returned: when an existing table changed with O(allow_data_loss=true) in a way that deletes rows
+  returned: >-
+    when an existing table changed with O(allow_data_loss=true) in a way that deletes rows, or was re-created
+    with O(recreate=true)
   type: str
   sample: >-
     partitions older than 30 days would be deleted: about 700 days of history
@@ -381,12 +384,17 @@ class Table(Resource):
             if self.data_loss:
                 self.module.warn("%s %s: %s" % (self.kind, self.name, self.data_loss))
             return "update"
+        # What re-creating costs, from the table as read (numRows leaves out rows still in the streaming buffer):
+        # said in the error, the warning, the result and the diff.
+        self.data_loss = "all %s rows (%s bytes) of the table would be lost" % (
+            actual.get("numRows", "its"), actual.get("numBytes", "?"))
         if not self.params["recreate"]:
             raise ResourceError(
-                "%s %s cannot be changed in place: %s. Set recreate: true to delete and re-create the table "
-                "(all its rows are lost), or migrate the data yourself" % (self.kind, self.name, "; ".join(self.blocked)))
-        self.module.warn("%s %s is replaced by a new empty table, ALL ITS ROWS ARE LOST, because %s"
-                         % (self.kind, self.name, "; ".join(self.blocked)))
+                "%s %s cannot be changed in place: %s. Nothing was changed. Set recreate: true to delete and re-create "
+                "the table (%s; the bigquery role: -e mlops_bigquery_recreate_tables=%s), or migrate the data yourself"
+                % (self.kind, self.name, "; ".join(self.blocked), self.data_loss, self.params["table_id"]))
+        self.module.warn("%s %s is replaced by a new empty table, %s, because %s"
+                         % (self.kind, self.name, self.data_loss.upper(), "; ".join(self.blocked)))
         return "recreate"
 
     def read(self):

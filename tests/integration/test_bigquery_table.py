@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import json
 
 import pytest
@@ -138,13 +139,20 @@ def test_incompatible_schema_change_fails_naming_the_column(table, bigquery, sch
 
 def test_partitioning_change_fails_unless_recreate(table, bigquery):
     table.full()
+    now = datetime.datetime.now(datetime.timezone.utc).isoformat()
+    rows = [{"json": {"prediction_id": "p%d" % i, "timestamp": now}} for i in range(3)]
+    inserted = requests.post(table.url + "/insertAll", json={"rows": rows}, timeout=10)
+    assert inserted.status_code == 200 and not inserted.json().get("insertErrors"), inserted.text
     moved = {"type": "HOUR", "field": "timestamp"}
     refused = table.full(time_partitioning=moved)
     assert refused["rc"] == 1 and "partitioning would change from DAY on timestamp to HOUR on timestamp" in refused["msg"]
+    assert "all 3 rows" in refused["msg"] and "-e mlops_bigquery_recreate_tables=predictions" in refused["msg"]
 
+    # Check mode says what would be lost, in the warning, the result and the diff.
     preview = table.full(time_partitioning=moved, recreate=True, check=True)
     assert preview["changed"] is True and preview["recreated"] is True
-    assert "ALL ITS ROWS ARE LOST" in json.dumps(preview.get("warnings")), "recreating warns of data loss"
+    assert "ALL 3 ROWS" in json.dumps(preview.get("warnings")), "recreating warns of data loss"
+    assert preview["data_loss"].startswith("all 3 rows") and "all 3 rows" in preview["diff"]["after_header"]
     assert table.read()["timePartitioning"]["type"] == "DAY"
 
     bigquery.clear()

@@ -108,6 +108,40 @@ def test_site_converges_and_second_run_writes_nothing(bigquery, storage, unique,
     assert len(bigquery.requests) == 5 and len(storage.requests) == 1, "one read per resource"
 
 
+def test_a_schema_change_that_loses_rows_is_asked_for_per_table(bigquery, storage, unique, tmp_path):
+    """Retyping a feature column cannot be done in place: site.yml fails naming the rows; the table is re-created
+    only when listed for that run, and on a protected environment only with the project ID confirmed."""
+    base = {"mlops_gcp_project": "test-project", "mlops_outputs_dir": str(tmp_path),
+            "mlops_gcp_api_endpoints": {"bigquery": bigquery.url, "storage": storage.url},
+            "mlops_bigquery_dataset": "schema_" + unique, "mlops_mlflow_artifacts_bucket": "schema-" + unique}
+    features = settings("local")["mlops_features"]
+
+    def site(*args, **extra):
+        return playbook("site.yml", "-i", "inventories/local", "--skip-tags", "preflight",
+                        "-e", json.dumps(dict(base, **extra)), *args)
+
+    assert site()[0].returncode == 0
+    retyped = [dict(f, type="STRING") if f["name"] == "bmi" else f for f in features]
+    proc, recap = site(mlops_features=retyped)
+    assert proc.returncode != 0 and recap["failed"] == 1
+    assert "column bmi would change type from FLOAT to STRING" in proc.stdout
+    assert "-e mlops_bigquery_recreate_tables=offline_features" in proc.stdout and "all 0 rows" in proc.stdout
+
+    bigquery.clear()
+    proc, recap = site("--check", mlops_features=retyped, mlops_bigquery_recreate_tables=["offline_features"])
+    assert proc.returncode == 0 and "ALL 0 ROWS (0 BYTES) OF THE TABLE WOULD BE LOST" in proc.stderr, proc.stderr
+    assert bigquery.writes() == []
+
+    protected = dict(mlops_features=retyped, mlops_bigquery_recreate_tables=["offline_features"], mlops_protected=True)
+    proc, recap = site(**protected)
+    assert proc.returncode != 0 and "-e mlops_bigquery_recreate_confirm=test-project" in proc.stdout
+    assert bigquery.writes() == []
+    proc, recap = site(mlops_bigquery_recreate_confirm="test-project", **protected)
+    assert proc.returncode == 0, proc.stdout
+    assert [method for method, path in bigquery.writes() if "offline_features" in path] == ["DELETE"]
+    assert site(mlops_features=retyped)[1]["changed"] == 0
+
+
 def test_site_on_gcp_converges_against_the_stand_ins(bigquery, storage, fake_gcp, unique, tmp_path):
     """inventories/dev (target gcp) with every API pointed at the stand-ins: APIs, service accounts and
     their grants, Cloud SQL, the generated passwords, BigQuery and the buckets, the images built by Cloud
