@@ -12,7 +12,7 @@ EXAMPLE := set -a && . $(OUTPUTS)/local.env && set +a && $(PY) -m examples.diabe
 # Molecule and ansible-test call ansible-* commands by name: the venv's must come first.
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: venv lock collection local local-stop summary example test lint sanity molecule pytest clean
+.PHONY: venv lock collection local local-stop summary dashboards example test lint sanity molecule pytest clean
 
 venv: $(VENV)/.installed
 
@@ -58,17 +58,23 @@ $(LINK):
 # only on inventories/local (register your model in MLflow at http://127.0.0.1:5000 instead).
 INVENTORY ?= inventories/local
 SERVICES_OF := $(SERVICES) --dir .local --inventory $(INVENTORY)
+DASHBOARDS := $(PY) -m tests.standins.dashboards render --dir .local --inventory $(INVENTORY)
 local: venv collection
 	$(SERVICES_OF) start --services bigquery,storage,postgres,mlflow
 	$(BIN)/ansible-playbook site.yml -i $(INVENTORY) -e mlops_outputs_dir=$(OUTPUTS)
 	$(if $(filter inventories/local inventories/local/,$(INVENTORY)),$(EXAMPLE),echo "(the worked example runs only on inventories/local)")
 	$(SERVICES_OF) start --services serving
+	$(DASHBOARDS)
 	@echo "--- what is running and what the pipeline created (stop everything with: make local-stop) ---"
 	@$(SERVICES_OF) summary
 
 # The worked example against the local services (run `make local` first; it runs the example too).
 example: venv
 	$(EXAMPLE)
+
+# Grafana's dashboards drawn from the local BigQuery emulator into .local/dashboards/*.html (after make local).
+dashboards: venv
+	$(DASHBOARDS)
 
 summary: venv
 	@$(SERVICES_OF) summary

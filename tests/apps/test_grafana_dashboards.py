@@ -2,22 +2,8 @@
 
 Every panel query and every query variable is run against the BigQuery emulator on seeded data (the
 mlops tables from the bigquery role's schemas; drift_metrics written by the real drift job), after the
-expansion the Google BigQuery datasource plugin performs:
-
-1. Grafana's frontend replaces dashboard variables ($name, ${name}, [[name]]) before the query leaves the
-   browser, with the plugin's interpolateVariable rule: a value of a multi-value or include-All variable
-   is quoted as a SQL string literal ('a', with ' doubled) and several values are joined with commas;
-   a single-value variable is inserted as it is. "All" (no custom all value) means every option the
-   variable's query returned. $__interval becomes the interval text ("1h" here), $__interval_ms its
-   milliseconds. A panel repeated over a variable gets one value of it per copy.
-2. The plugin backend (grafana/sqlds macros plus the plugin's own) expands, with the panel's time range:
-   $__timeFilter(col) -> col >= 'FROM' AND col <= 'TO' (RFC 3339, UTC, whole seconds);
-   $__timeFrom(col) -> col >= 'FROM'; $__timeTo(col) -> col <= 'TO';
-   $__timeGroup(col, 1h) -> TIMESTAMP_MILLIS(DIV(UNIX_MILLIS(col), 3600000) * 3600000).
-   A macro's arguments end at the first ")", as in the plugin's regular expression, so macro arguments
-   must not contain parentheses; an unknown macro fails the test (BigQuery would reject it).
-3. The query runs with the datasource's default project as the job project, so `${dataset}.table`
-   resolves to the mlops dataset of that project.
+expansion the Google BigQuery datasource plugin performs (tests/standins/grafana_queries.py, which the
+local dashboard renderer uses too), with the time range TIME_RANGE and $__interval "1h".
 
 Each result is then checked against what the panel needs: a TIMESTAMP column named time plus numeric
 value columns (string columns become series labels) for time-series format, the columns that field
@@ -37,6 +23,9 @@ import yaml
 
 from drift_fixtures import (GRAFANA_DIR, NEXT_WINDOW, PROJECT, REFERENCE, WINDOW, Synthetic, client_for,
                             create_dataset, import_drift_job, query)
+from tests.standins import dashboards, grafana_queries
+from tests.standins.grafana_queries import (DashboardError, all_panels, expand_macros, interpolate_variables,
+                                            panel_instances, query_panels, run_query)
 
 DASHBOARDS = sorted((GRAFANA_DIR / "dashboards").glob("*.json"))
 DATASOURCES = GRAFANA_DIR / "provisioning" / "datasources" / "bigquery.yaml"
@@ -56,90 +45,12 @@ def load_dashboards():
     return [(path.name, json.loads(path.read_text())) for path in DASHBOARDS]
 
 
-def all_panels(dashboard):
-    for item in dashboard["panels"]:
-        yield item
-        yield from item.get("panels", [])  # panels inside a collapsed row
-
-
-def query_panels(dashboard):
-    return [item for item in all_panels(dashboard) if item["type"] != "row"]
-
-
 def datasource_uid():
     return yaml.safe_load(DATASOURCES.read_text())["datasources"][0]["uid"]
 
 
-# ---- the plugin's expansion ----
-
-def quote_literal(value):
-    return "'" + str(value).replace("'", "''") + "'"
-
-
-def interpolate_variables(sql, variables, interval=INTERVAL):
-    """Grafana frontend: dashboard variables and $__interval, as the plugin's interpolateVariable does."""
-    interval_ms = parse_interval_ms(interval)
-
-    def replace(match):
-        name = match.group(1) or match.group(2) or match.group(4)
-        if match.group(3) or match.group(5):
-            raise AssertionError("variable format %s is not expanded by this test" % match.group(0))
-        if name == "__interval":
-            return interval
-        if name == "__interval_ms":
-            return str(interval_ms)
-        if name.startswith("__"):
-            return match.group(0)  # a backend macro
-        assert name in variables, "unknown variable %s in %r" % (match.group(0), sql)
-        value, quoted = variables[name]
-        if isinstance(value, (list, tuple)):
-            return ",".join(quote_literal(item) for item in value)
-        return quote_literal(value) if quoted else str(value)
-
-    pattern = r"\$(\w+)|\$\{(\w+)(?::([^}]+))?\}|\[\[(\w+)(?::([^\]]+))?\]\]"
-    return re.sub(pattern, replace, sql)
-
-
-def parse_interval_ms(text):
-    match = re.fullmatch(r"(\d+)(ms|s|m|h|d|w)", text.strip().strip("'\""))
-    assert match, "interval %r is not one this test expands (month intervals are not used)" % text
-    factor = {"ms": 1, "s": 1000, "m": 60000, "h": 3600000, "d": 86400000, "w": 604800000}[match.group(2)]
-    return int(match.group(1)) * factor
-
-
-def expand_macros(sql, time_range=TIME_RANGE):
-    """The plugin backend's macros ($__timeFilter, $__timeFrom, $__timeTo, $__timeGroup)."""
-    start, end = (moment.astimezone(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ") for moment in time_range)
-
-    def replace(match):
-        name, args = match.group(1), [arg.strip() for arg in (match.group(2) or "").split(",")]
-        if name == "timeFilter":
-            assert len(args) == 1 and args[0], match.group(0)
-            return "%s >= '%s' AND %s <= '%s'" % (args[0], start, args[0], end)
-        if name == "timeFrom":
-            return "%s >= '%s'" % (args[0], start)
-        if name == "timeTo":
-            return "%s <= '%s'" % (args[0], end)
-        if name == "timeGroup":
-            assert len(args) >= 2 and args[0], "$__timeGroup needs a column and an interval: %s" % match.group(0)
-            milliseconds = parse_interval_ms(args[1])
-            return "TIMESTAMP_MILLIS(DIV(UNIX_MILLIS(%s), %d) * %d)" % (args[0], milliseconds, milliseconds)
-        raise AssertionError("macro %s is not one the BigQuery plugin expands" % match.group(0))
-
-    expanded = re.sub(r"\$__(\w+)(?:\((.*?)\))?", replace, sql)
-    assert "$" not in expanded, "unexpanded variable or macro left in:\n%s" % expanded
-    return expanded
-
-
 def expand(sql, variables, time_range=TIME_RANGE):
-    return expand_macros(interpolate_variables(sql, variables), time_range)
-
-
-def run_query(client, sql):
-    """Rows (as dicts) and {column: BigQuery type} of a query."""
-    job = client.query(sql, retry=None, job_retry=None, timeout=60)
-    result = job.result(retry=None, timeout=60)
-    return [dict(row.items()) for row in result], {field.name: field.field_type for field in result.schema}
+    return grafana_queries.expand(sql, variables, time_range, INTERVAL)
 
 
 # ---- seeded data ----
@@ -163,33 +74,12 @@ def seeded(bigquery_emulator):
     return client, dataset, data
 
 
-def resolve_variables(client, dashboard, dataset):
+def resolve_variables(client, dashboard, dataset, time_range=TIME_RANGE):
     """{name: (value, quoted)} as Grafana sets them: the dataset constant to our dataset, query variables to All."""
-    variables, options = {}, {}
-    for variable in dashboard["templating"]["list"]:
-        name = variable["name"]
-        if variable["type"] == "constant":
-            variables[name] = (dataset if name == "dataset" else variable["query"], False)
-        elif variable["type"] == "query":
-            rows, columns = run_query(client, expand(variable["query"]["rawSql"], variables))
-            first = next(iter(columns))
-            assert columns[first] == "STRING", "variable %s: first column %s is %s" % (name, first, columns[first])
-            values = sorted({row[first] for row in rows if row[first] is not None})
-            assert values, "variable %s has no options on the seeded data" % name
-            options[name] = values
-            quoted = variable.get("multi") or variable.get("includeAll")
-            variables[name] = (values if quoted else values[0], bool(quoted))
-        else:
-            raise AssertionError("variable type %s is not expanded by this test" % variable["type"])
+    variables, options = grafana_queries.resolve_variables(client, dashboard, dataset, time_range, INTERVAL)
+    for name, values in options.items():
+        assert values, "variable %s has no options on the seeded data" % name
     return variables, options
-
-
-def panel_instances(item, variables, options):
-    """The variable sets of each copy of a panel: one per value of its repeat variable, else one."""
-    repeat = item.get("repeat")
-    if not repeat:
-        return [variables]
-    return [dict(variables, **{repeat: ([value], True)}) for value in options[repeat]]
 
 
 def check_result(item, target, rows, columns):
@@ -289,7 +179,7 @@ def test_every_query_runs_on_the_seeded_tables(seeded, dashboard_file):
     checked = 0
     for item in query_panels(dashboard):
         for instance in panel_instances(item, variables, options):
-            interpolate_variables(item["title"], instance)  # titles may use variables too
+            interpolate_variables(item["title"], instance, INTERVAL)  # titles may use variables too
             for target in item["targets"]:
                 sql = expand(target["rawSql"], instance)
                 try:
@@ -383,20 +273,45 @@ def test_quality_panel_has_each_models_metric(seeded):
     assert len(accuracy) == 1 and accuracy[0][0] == WINDOW[1] and 0.3 < accuracy[0][1] < 0.7
 
 
+def test_the_local_renderer_draws_every_panel_from_the_seeded_tables(seeded, bigquery_emulator, tmp_path):
+    """`make dashboards` (tests/standins/dashboards.py) draws every panel, and every copy of a repeated one, with
+    the numbers the queries give; the drifted feature stands above its threshold in the first window."""
+    client, dataset, data = seeded
+    time_range = [moment.isoformat() for moment in TIME_RANGE]
+    pages = dashboards.render(tmp_path, PROJECT, dataset, bigquery_emulator, *time_range)
+    assert [page.path.name for page in pages] == [path.stem + ".html" for path in DASHBOARDS]
+    for page, (_name, dashboard) in zip(pages, load_dashboards()):
+        assert page.path.is_file() and not page.error
+        variables, options = resolve_variables(client, dashboard, dataset)
+        expected = [interpolate_variables(item["title"], instance, INTERVAL, quote=False)
+                    for item in query_panels(dashboard) for instance in panel_instances(item, variables, options)]
+        assert sorted(panel.title for panel in page.panels) == sorted(expected)
+        for panel in page.panels:
+            assert panel.status == "ok" and panel.points > 0, (page.title, panel.title, panel.status, panel.message)
+    serving, health = ({panel.title: panel for panel in page.panels} for page in pages[::-1])
+    assert [page.uid for page in pages[::-1]] == ["mlops-serving", "mlops-model-health"]
+    volume = sum(sum(trace.y) for trace in serving["Prediction volume"].figure.data)
+    assert volume == sum(1 for row in data.predictions if in_range(row))
+    drift = health["Drift of total_charges against its threshold"].figure.data
+    drawn = {trace.name.split(" · ")[0]: trace for trace in drift}  # the name, then the legend's numbers
+    assert drawn["value churn psi"].x[0].startswith(WINDOW[1].strftime("%Y-%m-%d %H:%M:%S"))
+    assert drawn["value churn psi"].y[0] > drawn["threshold churn psi"].y[0] == 0.2
+
+
 def test_a_broken_query_would_fail():
     """The checks catch a wrong column and an unknown macro (the test can fail)."""
     item = {"title": "x", "type": "timeseries", "fieldConfig": {"overrides": []}, "options": {}}
     with pytest.raises(AssertionError, match="TIMESTAMP column named time"):
         check_result(item, {"refId": "A", "format": 0}, [{"ts": 1, "v": 1.0}], {"ts": "TIMESTAMP", "v": "FLOAT"})
-    with pytest.raises(AssertionError, match="not one the BigQuery plugin expands"):
-        expand_macros("SELECT $__unixEpochFilter(ts)")
-    with pytest.raises(AssertionError, match="unknown variable"):
-        interpolate_variables("SELECT * FROM `${project}.x`", {})
+    with pytest.raises(DashboardError, match="not one the BigQuery plugin expands"):
+        expand_macros("SELECT $__unixEpochFilter(ts)", TIME_RANGE)
+    with pytest.raises(DashboardError, match="unknown variable"):
+        interpolate_variables("SELECT * FROM `${project}.x`", {}, INTERVAL)
     assert expand("WHERE $__timeFilter(ts) GROUP BY $__timeGroup(ts, $__interval)", {}) == (
         "WHERE ts >= '2026-01-31T00:00:00Z' AND ts <= '2026-02-03T06:00:00Z' "
         "GROUP BY TIMESTAMP_MILLIS(DIV(UNIX_MILLIS(ts), 3600000) * 3600000)")
-    assert interpolate_variables("IN (${m}) AND d = '$d'", {"m": (["a", "o'k"], True), "d": ("x", False)}) == \
-        "IN ('a','o''k') AND d = 'x'"
+    assert interpolate_variables("IN (${m}) AND d = '$d'", {"m": (["a", "o'k"], True), "d": ("x", False)},
+                                 INTERVAL) == "IN ('a','o''k') AND d = 'x'"
 
 
 # ---- provisioning files and image ----
