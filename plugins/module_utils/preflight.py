@@ -1,6 +1,7 @@
 # -*- coding: utf-8 -*-
 # Copyright: (c) 2026, deployml.mlops contributors
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
 
 """What the preflight checks against, kept in one place: the regions the pipeline can run in, the list prices
 of what it deploys, the monthly estimate made from them, and the table the findings are printed as.

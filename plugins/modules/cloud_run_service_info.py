@@ -9,7 +9,7 @@ from __future__ import annotations
 DOCUMENTATION = r"""
 module: cloud_run_service_info
 short_description: Read Cloud Run services
-version_added: 0.3.0
+version_added: 0.1.0
 description:
   - Reads Cloud Run services of one region through the Cloud Run Admin API v2 (C(services.get), or
     C(services.list) when O(names) is not set) and returns their URL, serving revision and readiness.
@@ -43,7 +43,7 @@ attributes:
     membership:
       - deployml.mlops.gcp
 author:
-  - deployml.mlops contributors
+  - deployml.mlops contributors (@deployml)
 """
 
 EXAMPLES = r"""

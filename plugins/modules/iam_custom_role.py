@@ -2,13 +2,14 @@
 # -*- coding: utf-8 -*-
 # Copyright: (c) 2026, deployml.mlops contributors
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
 
 from __future__ import annotations
 
 DOCUMENTATION = r"""
 module: iam_custom_role
 short_description: Manage a project-level IAM custom role
-version_added: 0.2.0
+version_added: 0.1.0
 description:
   - Create, update, delete or undelete a custom role of a project (C(projects/PROJECT/roles/ROLE_ID)) through
     the IAM API v1, so that a principal can be granted exactly the permissions it needs (with

@@ -2,13 +2,14 @@
 # -*- coding: utf-8 -*-
 # Copyright: (c) 2026, deployml.mlops contributors
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
 
 from __future__ import annotations
 
 DOCUMENTATION = r"""
 module: project_preflight
 short_description: Check a Google Cloud project, its deployer and an inventory before anything is changed
-version_added: 0.2.0
+version_added: 0.1.0
 description:
   - Reads, never writes. Finds what would make a deployment fail halfway and reports all of it at once, in
     one table, each problem with the C(gcloud) command (or inventory change) that fixes it. Fails when

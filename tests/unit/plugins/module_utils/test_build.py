@@ -130,7 +130,7 @@ def test_a_change_of_base_image_or_builder_changes_the_hash(context_dir):
 @pytest.mark.parametrize("role", ["mlflow", "serving", "monitoring", "grafana"])
 def test_the_shipped_images_take_their_base_from_a_build_argument(role):
     """Each image's base can be pinned by digest from the inventory (registry_base_images): BASE_IMAGE."""
-    root = Path(__file__).resolve().parents[2] / "roles" / role / "files"
+    root = Path(__file__).resolve().parents[4] / "roles" / role / "files"
     plain = BuildContext(str(root)).digest
     assert BuildContext(str(root), build_args={"BASE_IMAGE": "example@sha256:" + "c" * 64}).digest != plain
     text = (root / "Dockerfile").read_text()
@@ -260,7 +260,7 @@ def test_missing_context_directory_is_refused(tmp_path):
 @pytest.mark.parametrize("unit", ["mlflow", "serving", "monitoring", "grafana"])
 def test_the_shipped_images_ignore_what_running_them_leaves_behind(tmp_path, unit):
     """Running a unit's code from a checkout leaves bytecode caches in its packages: no rebuild for that."""
-    source = os.path.join(os.path.dirname(__file__), "..", "..", "roles", unit, "files")
+    source = os.path.join(os.path.dirname(__file__), "..", "..", "..", "..", "roles", unit, "files")
     copy = tmp_path / unit
     shutil.copytree(source, copy, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
     clean = BuildContext(str(copy)).tag()

@@ -14,7 +14,7 @@ import requests
 import yaml
 
 from ansible_collections.deployml.mlops.plugins.module_utils.gcp import GcpApiError, GcpClient, permission_in, role_for
-from tests.unit.test_gcp_client import FakeModule
+from ansible_collections.deployml.mlops.tests.unit.plugins.module_utils.test_gcp_client import FakeModule
 
 
 class Session:
@@ -121,7 +121,7 @@ def test_service_disabled_is_left_to_the_enablement_path(server):
 
 def test_the_role_hint_agrees_with_the_deployer_list():
     """The hint names the role playbooks/vars/deployer.yml (the list the preflight checks) gives each permission."""
-    deployer = yaml.safe_load((Path(__file__).resolve().parents[2] / "playbooks" / "vars" / "deployer.yml").read_text())
+    deployer = yaml.safe_load((Path(__file__).resolve().parents[4] / "playbooks" / "vars" / "deployer.yml").read_text())
     disagree = ["%s: hint %s, deployer.yml %s" % (permission, role_for(permission), entry["role"])
                 for entry in deployer["deployer_permissions"] for permission in entry["permissions"]
                 if role_for(permission) != entry["role"]]

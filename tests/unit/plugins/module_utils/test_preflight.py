@@ -1,16 +1,14 @@
-"""The preflight's pure parts: the monthly cost estimate, tier and quantity parsing, the feature schema rules,
-the region lists, and the table."""
+"""The preflight's pure parts: the monthly cost estimate, tier and quantity parsing, the feature schema rules
+and the table. Its lists are checked against the stand-ins and inventories in
+tests/integration/test_preflight_lists.py."""
 
 from __future__ import annotations
 
 import pytest
-import yaml
 
 from ansible_collections.deployml.mlops.plugins.module_utils import preflight
 from ansible_collections.deployml.mlops.plugins.module_utils.preflight import (
     feature_schema_errors, memory_gib, monthly_estimate, render, sql_tier_shape)
-from tests.conftest import ROOT
-from tests.standins.fakegcp import regions as fake_regions
 
 DEV = {"cloudsql": {"tier": "db-custom-1-3840", "edition": "ENTERPRISE", "availability_type": "ZONAL",
                     "disk_size_gb": 10, "backups": False},
@@ -73,13 +71,6 @@ def test_storage_assumptions_can_be_replaced():
     assert estimate["Artifact Registry images"] == 2.0 and estimate["BigQuery storage"] == 2.0
 
 
-def test_every_inventory_schema_is_valid():
-    reserved = ["entity_id", "event_timestamp", "split", "ingested_at"]
-    for env in ("local", "dev", "staging", "prod"):
-        group = yaml.safe_load((ROOT / "inventories" / env / "group_vars" / "all.yml").read_text())
-        assert feature_schema_errors(group["mlops_features"], group["mlops_label"], reserved) == [], env
-
-
 def test_schema_rules():
     assert feature_schema_errors([], None) == ["mlops_features must be a non-empty list of columns ({name, type, "
                                                "description})", "mlops_label must be a column with a name and a type"]
@@ -91,13 +82,6 @@ def test_schema_rules():
                       "BIGNUMERIC, STRING, BOOLEAN)"]
 
 
-def test_region_lists_agree_with_the_fakes():
-    """Both follow Google's location pages; a region added to one is added to the other."""
-    assert preflight.CLOUD_RUN_REGIONS == fake_regions.CLOUD_RUN
-    assert preflight.CLOUD_SQL_REGIONS == fake_regions.CLOUD_SQL
-    assert "europe-west1" in preflight.PIPELINE_REGIONS and "us-central2" not in preflight.PIPELINE_REGIONS
-
-
 def test_the_table_puts_problems_first_and_keeps_commands_whole():
     command = "gcloud projects add-iam-policy-binding p --member=user:a@example.com --role=roles/run.admin " * 2
     lines = render("Title", [dict(check="identity", status="ok", detail="user:a@example.com", fix=[]),
@@ -107,23 +91,3 @@ def test_the_table_puts_problems_first_and_keeps_commands_whole():
     assert any(line.strip() == "fix: " + command.strip() for line in lines)
     assert all(len(line) <= 100 for line in lines if "fix: gcloud" not in line and "http" not in line)
     assert any(line.startswith("  Total") and "$52.11" in line for line in lines)
-
-
-AGREED_ROLES = {  # the least-privilege deployer agreed for issue 10
-    "roles/serviceusage.serviceUsageAdmin", "roles/iam.serviceAccountAdmin", "roles/iam.serviceAccountUser",
-    "roles/resourcemanager.projectIamAdmin", "roles/cloudsql.admin", "roles/secretmanager.admin", "roles/run.admin",
-    "roles/artifactregistry.admin", "roles/cloudbuild.builds.editor", "roles/storage.admin",
-    "roles/bigquery.dataOwner", "roles/cloudscheduler.admin",
-    "roles/iam.roleAdmin"}  # issue 12: the custom roles granted on single tables (least privilege for data)
-
-
-def test_the_deployer_list_names_each_role_once_and_each_role_grants_its_permissions():
-    """playbooks/vars/deployer.yml: every role in the README table is needed by some task, and (by the fake's
-    table of predefined roles) grants the permissions listed under it."""
-    from tests.standins.fakegcp.permissions import role_grants
-
-    deployer = yaml.safe_load((ROOT / "playbooks" / "vars" / "deployer.yml").read_text())
-    assert set(deployer["deployer_roles"]) == {g["role"] for g in deployer["deployer_permissions"]} == AGREED_ROLES
-    for group in deployer["deployer_permissions"]:
-        assert group["needed_by"] and group["permissions"], group
-        assert [p for p in group["permissions"] if not role_grants(group["role"], p)] == [], group

@@ -6,13 +6,17 @@ import base64
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
 from ansible_collections.deployml.mlops.plugins.module_utils import secrets as secret_utils
 from ansible_collections.deployml.mlops.plugins.module_utils.gcp import GcpApiError, GcpClient
-from tests.conftest import COLLECTIONS
-from tests.unit.test_gcp_client import FakeModule
+from ansible_collections.deployml.mlops.tests.unit.plugins.module_utils.test_gcp_client import FakeModule
+
+# The directory holding ansible_collections/, wherever this run imports the collection from (the checkout's
+# .build link under pytest, ansible-test's own tree under ansible-test units).
+COLLECTIONS = Path(secret_utils.__file__).parents[5]
 
 
 @pytest.mark.parametrize("data, expected", [

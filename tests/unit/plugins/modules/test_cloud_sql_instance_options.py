@@ -6,7 +6,7 @@ import pytest
 
 from ansible_collections.deployml.mlops.plugins.modules import cloud_sql_instance as sql
 
-from tests.unit.test_cloud_sql_instance_body import ip, params
+from ansible_collections.deployml.mlops.tests.unit.plugins.modules.test_cloud_sql_instance import ip, params
 
 
 def errors(**overrides):
