@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import re
 import uuid
 from datetime import datetime, timedelta, timezone
@@ -77,7 +76,7 @@ def test_ready_and_model_info(serving, registered_model):
     info = serving.get("/model").json()
     assert (info["name"], info["version"], info["alias"], info["run_id"]) == (
         registered_model.name, registered_model.version, "champion", registered_model.run_id)
-    inputs = json.loads(info["signature"]["inputs"])
+    inputs = info["signature"]["inputs"]  # JSON objects, not a JSON string inside JSON
     assert [(c["name"], c["type"]) for c in inputs] == [
         ("tenure_months", "long"), ("monthly_charges", "double"), ("contract_type", "string")]
     assert datetime.fromisoformat(info["loaded_at"]) > datetime.now(timezone.utc) - timedelta(minutes=5)

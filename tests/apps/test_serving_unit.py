@@ -41,7 +41,9 @@ def test_settings_from_every_variable():
                LOG_QUEUE_MAX_SIZE="2000", LOG_MAX_RETRY_SECONDS="30", LOG_INSERT_TIMEOUT="3",
                LOG_SHUTDOWN_TIMEOUT="5", MAX_INSTANCES="50", MAX_BODY_BYTES="2048", MLFLOW_AUTH="google-id-token",
                MLFLOW_AUTH_AUDIENCE="https://mlflow-abc123-uc.a.run.app", MODEL_ALLOW_PICKLE="true",
-               MODEL_TRUSTED_TYPES="a.B,c.D")
+               MODEL_TRUSTED_TYPES="a.B,c.D", MODEL_TASK="classification", MODEL_LABEL_TYPE="INTEGER",
+               MODEL_POSITIVE_CLASS="1", MODEL_CLASSES="[0, 1]",
+               MODEL_FEATURES='[{"name": "plan", "type": "STRING", "categories": ["basic", "premium"]}]')
     settings = Settings.from_env(env)
     assert settings == Settings(tracking_uri="http://mlflow:5000", model_name="churn", bigquery_project="p",
                                 model_alias="challenger", poll_interval=0.0, bigquery_dataset="d", bigquery_table="t",
@@ -49,7 +51,9 @@ def test_settings_from_every_variable():
                                 queue_max_size=2000, max_retry_seconds=30.0, insert_timeout=3.0, shutdown_timeout=5.0,
                                 max_instances=50, max_body_bytes=2048, mlflow_auth="google-id-token",
                                 mlflow_auth_audience="https://mlflow-abc123-uc.a.run.app", allow_pickle=True,
-                                trusted_types=("a.B", "c.D"))
+                                trusted_types=("a.B", "c.D"), task="classification", label_type="INTEGER",
+                                positive_class=1, classes=(0, 1),
+                                features=[{"name": "plan", "categories": ["basic", "premium"]}])
     assert set(env) == set(ENVIRONMENT)  # every variable is read
 
 

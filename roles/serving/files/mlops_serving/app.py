@@ -3,8 +3,10 @@
     GET  /health   the process is alive (503 if a background thread died)
     GET  /ready    a model is loaded (503 until then)
     POST /predict  one instance or a batch, validated against the model signature
-    GET  /model    name, version, alias, run_id and signature of the served model
-    GET  /metrics  Prometheus text
+    GET  /model    name, version, alias, run_id, signature, task, classes and features (with their allowed
+                   values) of the served model
+    GET  /metrics  Prometheus text (not in the OpenAPI document, which describes the served model's features:
+                   see openapi.py)
 
 POST /predict takes one instance:
     {"features": {"tenure_months": 3, "monthly_charges": 70.5, "contract_type": "month_to_month"},
@@ -15,16 +17,20 @@ or a batch (1 to MAX_INSTANCES instances, each shaped like the single form):
     {"instances": [{"features": {...}, "entity_id": "customer-42"}, {"features": {...}}]}
 and answers {"model_name": ..., "model_version": ..., "model_alias": ...,
              "predictions": [{"prediction_id": ..., "prediction": ..., "probability": ...}, ...]}
-`prediction` is the model's output (a number for a regressor, the class for a classifier); `probability`,
-for binary classifiers only, is the probability of the positive class.
+`prediction` is a regressor's value, or a classifier's class in the label's declared type (task.py);
+`probability`, for binary classifiers only, is the probability of the positive class, and `probabilities`,
+for classifiers of more classes only, maps each class to its probability.
 
 Errors: 413 for a body over MAX_BODY_BYTES (refused before it is parsed); 422 names the missing, unexpected
-or wrongly typed features and any other input error ({"detail": [{"loc": [...], "msg": ..., "type": ...}]},
+or wrongly typed features, a value outside a feature's allowed values (domains.py), an instance the model
+raised an error on, and any other input error ({"detail": [{"loc": [...], "msg": ..., "type": ...}]},
 FastAPI's shape, at most 50 of them, then "more_errors": <how many more>, quoting no more than 64 characters
-of any input: see bounds.py); 503 with Retry-After while no model is loaded, or when the prediction log
-queue is full: then the prediction is NOT acknowledged (no prediction_id is returned, nothing is logged) and
-the client should retry; this is the backpressure that keeps every acknowledged prediction on its way to
-BigQuery.
+of any input: see bounds.py): whatever a client sends, the answer is never a 500. A 422 for a batch names
+the instances at fault (["body", "instances", 3, "features", ...]) and nothing of the batch is predicted or
+logged. 503 with Retry-After while no model is loaded, or when the prediction log queue is full: then the
+prediction is NOT acknowledged (no prediction_id is returned, nothing is logged) and the client should
+retry; this is the backpressure that keeps every acknowledged prediction on its way to BigQuery. 500 only
+when the model's output cannot be used, whatever the input (a model error: see the log).
 """
 
 from __future__ import annotations
@@ -43,9 +49,11 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from starlette.concurrency import run_in_threadpool
 
 from .auth import from_settings as mlflow_auth
-from .bounds import MAX_ERRORS, InputError, check_batch_size, decode, error_response, read_body
+from .bounds import (EXCERPT, MAX_ERRORS, MAX_MESSAGE, InputError, check_batch_size, decode, error_response, excerpt,
+                     read_body)
 from .metrics import Metrics, MetricsMiddleware
-from .model import ModelManager, feature_errors
+from .model import ModelError, ModelManager, feature_errors
+from .openapi import PREDICT_BODY, PREDICT_RESPONSES, Health, ModelDocument, ModelInfo, Ready, unavailable
 from .prediction_log import PredictionLogger
 
 LOG = logging.getLogger("mlops_serving")
@@ -101,7 +109,8 @@ def create_app(settings, *, manager=None, prediction_log=None, bigquery_client=N
     """The app for `settings`; a manager or prediction log passed in is used instead of one built from them."""
     manager = manager or ModelManager(settings.tracking_uri, settings.model_name, settings.model_alias,
                                       settings.poll_interval, auth=mlflow_auth(settings),
-                                      allow_pickle=settings.allow_pickle, trusted_types=settings.trusted_types)
+                                      allow_pickle=settings.allow_pickle, trusted_types=settings.trusted_types,
+                                      declared=settings.declared)
     prediction_log = prediction_log or PredictionLogger.from_settings(settings, client=bigquery_client)
     metrics = Metrics(prediction_log, manager)
 
@@ -121,44 +130,52 @@ def create_app(settings, *, manager=None, prediction_log=None, bigquery_client=N
             LOG.info("prediction log closed: %d rows written, %d failed, %d dropped%s", stats["written"],
                      stats["failed"], stats["dropped"], "" if flushed else " (see the dead-letter log)")
 
-    app = FastAPI(title="mlops serving API", version="1.0", lifespan=lifespan)
+    app = FastAPI(title="mlops serving API", version="1.0", lifespan=lifespan,
+                  description="Predictions of %s, each logged to BigQuery (%s)." % (settings.model_uri,
+                                                                                  settings.table_path))
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     app.state.settings = settings
     app.state.manager = manager
     app.state.prediction_log = prediction_log
     app.state.metrics = metrics
+    app.openapi = ModelDocument(app, manager, settings.max_instances)
 
-    @app.get("/health")
+    # The routes build their JSON themselves; the models named in `responses` document it.
+    @app.get("/health", response_model=None, responses={
+        200: {"model": Health}, 503: {"model": Health, "description": "a background thread died"}})
     def health():
         if not prediction_log.alive() or not manager.alive():
             return JSONResponse({"status": "failing", "prediction_log": prediction_log.alive(),
                                  "model_poller": manager.alive()}, status_code=503)
         return {"status": "ok"}
 
-    @app.get("/ready")
+    @app.get("/ready", response_model=None, responses={200: {"model": Ready}, 503: unavailable("no model loaded yet")})
     def ready():
         current = manager.current
         if current is None:
             return _unavailable({"ready": False, "model": settings.model_uri,
                                  "error": manager.last_error or "loading"}, retry_after=5)
-        return {"ready": True, "model_name": current.name, "model_version": current.version,
-                "model_alias": current.alias}
+        answer = {"ready": True, "model_name": current.name, "model_version": current.version,
+                  "model_alias": current.alias}
+        if manager.last_error:  # the alias moved to a version that cannot be served: this one keeps serving
+            answer["error"] = manager.last_error
+        return answer
 
-    @app.get("/model")
+    @app.get("/model", response_model=None, responses={200: {"model": ModelInfo},
+                                                       503: unavailable("no model loaded yet")})
     def model_info():
         current = manager.current
         if current is None:
             return _unavailable("model %s is not loaded yet" % settings.model_uri, retry_after=5)
         return current.describe()
 
-    @app.get("/metrics")
+    @app.get("/metrics", include_in_schema=False)
     def metrics_text():
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     # The body is read here, within MAX_BODY_BYTES, rather than by FastAPI (which reads all of it first); the
-    # schema is still documented.
-    @app.post("/predict", openapi_extra={"requestBody": {"required": True, "content": {"application/json": {
-        "schema": PredictRequest.model_json_schema(ref_template="#/components/schemas/{model}")}}}})
+    # schema is still documented, with the served model's features (openapi.py).
+    @app.post("/predict", response_model=None, responses=PREDICT_RESPONSES, openapi_extra=PREDICT_BODY)
     async def predict(request: Request):
         try:
             raw = await read_body(request, settings.max_body_bytes)
@@ -176,10 +193,13 @@ def create_app(settings, *, manager=None, prediction_log=None, bigquery_client=N
             return _unavailable("model %s is not loaded yet" % settings.model_uri, retry_after=5)
         single = body.features is not None
         instances = [Instance(features=body.features, entity_id=body.entity_id)] if single else body.instances
-        errors, total = [], 0
+
+        def location(index):
+            return ["body", "features"] if single else ["body", "instances", index, "features"]
+
+        errors, total, unknown = [], 0, []
         for index, instance in enumerate(instances):
-            location = ["body", "features"] if single else ["body", "instances", index, "features"]
-            for item in feature_errors(model.columns, instance.features, location):
+            for item in feature_errors(model.columns, instance.features, location(index), model.domains, unknown):
                 total += 1  # the rest are only counted: 100k unknown keys must not become 100k error objects
                 if len(errors) < MAX_ERRORS:
                     errors.append(item)
@@ -187,9 +207,13 @@ def create_app(settings, *, manager=None, prediction_log=None, bigquery_client=N
             return error_response(errors, total=total)
         timestamp = _now()
         try:
-            outputs, latency_ms = model.predict([instance.features for instance in instances])
-        except Exception as exc:  # pylint: disable=broad-exception-caught
-            return _prediction_error(exc, model)
+            outputs, latency_ms, failures = model.predict_or_blame([instance.features for instance in instances])
+        except ModelError as exc:
+            LOG.error("model %s version %s gave an output this API cannot use: %s", model.name, model.version, exc)
+            return JSONResponse({"detail": "the model's output cannot be used (%s); see the service log"
+                                 % excerpt(str(exc), MAX_MESSAGE)}, status_code=500)
+        if failures:
+            return _failed_instances(failures, location, model, len(instances), metrics)
         ids = [str(uuid.uuid4()) for _i in instances]
         rows = [{"prediction_id": prediction_id, "entity_id": instance.entity_id, "timestamp": timestamp,
                  "model_name": model.name, "model_version": model.version, "model_alias": model.alias,
@@ -203,6 +227,8 @@ def create_app(settings, *, manager=None, prediction_log=None, bigquery_client=N
                                 "prediction was not recorded, retry later")
         metrics.predictions.labels(model.version).inc(len(rows))
         metrics.model_latency.observe(latency_ms / 1000.0)
+        for feature in unknown:  # open features (unknown: allow) that were served a value outside their domain
+            metrics.unknown_categories.labels(feature).inc()
         results = [_result(prediction_id, output) for prediction_id, output in zip(ids, outputs)]
         envelope = {"model_name": model.name, "model_version": model.version, "model_alias": model.alias}
         if single:
@@ -216,16 +242,23 @@ def _result(prediction_id, output):
     result = {"prediction_id": prediction_id, "prediction": output.value}
     if output.probability is not None:
         result["probability"] = output.probability
+    if output.probabilities is not None:
+        result["probabilities"] = output.probabilities
     return result
 
 
-def _prediction_error(exc, model):
+def _failed_instances(failures, location, model, count, metrics):
+    """The 422 for instances the model raised an error on: input it cannot take, whatever the signature says."""
     from mlflow.exceptions import MlflowException
 
-    if isinstance(exc, MlflowException) and getattr(exc, "error_code", "") == "INVALID_PARAMETER_VALUE":
-        # MLflow's own schema enforcement refused the input (a case the checks before did not catch).
-        return JSONResponse({"detail": [{"loc": ["body"], "msg": exc.message, "type": "model_input"}]},
-                            status_code=422)
-    LOG.exception("model %s version %s failed to predict", model.name, model.version)
-    return JSONResponse({"detail": "the model failed to predict (%s); see the service log" % type(exc).__name__},
-                        status_code=500)
+    errors = []
+    for index, exc in sorted(failures.items()):
+        text = exc.message if isinstance(exc, MlflowException) else str(exc)
+        # The model's message may quote the input: no more of it than of any other input (bounds.py).
+        errors.append({"loc": location(index), "type": "model_input", "msg": "the model cannot predict this "
+                       "instance: %s: %s" % (type(exc).__name__, excerpt(text, EXCERPT))})
+    metrics.model_input_errors.inc(len(failures))
+    first = failures[min(failures)]
+    LOG.warning("model %s version %s failed on %d of %d instances (answered 422), first: %s: %s", model.name,
+                model.version, len(failures), count, type(first).__name__, excerpt(str(first), MAX_MESSAGE))
+    return error_response(errors)

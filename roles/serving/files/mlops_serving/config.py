@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass, fields
 from urllib.parse import urlsplit
+
+from .domains import feature_specs
+from .task import LABEL_TYPES, TASKS, Declared, cast_label
 
 # name -> (Settings field, kind, default or REQUIRED, description)
 REQUIRED = object()
@@ -25,6 +29,23 @@ ENVIRONMENT = {
     "MODEL_TRUSTED_TYPES": ("trusted_types", "list", "",
                             "comma-separated types a skops model may hold besides those skops trusts by default "
                             "(the model's own skops_trusted_types are ignored)"),
+    "MODEL_TASK": ("task", "str", "auto",
+                   "what the model predicts: regression, classification, or auto (a model with predict_proba and "
+                   "classes_ answers as a classifier, any other with its raw output); a model whose output "
+                   "contradicts a declared task is refused (the inventory's mlops_label.task)"),
+    "MODEL_LABEL_TYPE": ("label_type", "str", None,
+                         "BigQuery type of the label (INTEGER, FLOAT, NUMERIC, STRING, BOOLEAN): a classifier's "
+                         "classes are answered and logged in it, 1 and not 1.0 for INTEGER (mlops_label.type)"),
+    "MODEL_POSITIVE_CLASS": ("positive_class", "str", None,
+                             "binary classifiers: the class `probability` is about; by default the model's second "
+                             "class, classes_[1] (mlops_label.positive_class)"),
+    "MODEL_CLASSES": ("classes", "json", None,
+                      "JSON list of the classes a classifier must have: a model with others is refused "
+                      "(mlops_label.classes)"),
+    "MODEL_FEATURES": ("features", "json", None,
+                       "JSON list of the inventory's features (mlops_features): `categories` lists a feature's "
+                       "allowed values (else its encoder's categories in the model), `unknown: allow` serves other "
+                       "values and counts them in /metrics"),
     "MODEL_POLL_INTERVAL": ("poll_interval", "seconds", 30.0,
                             "how often the alias is checked for a new version (0: never)"),
     "BIGQUERY_PROJECT": ("bigquery_project", "str", REQUIRED, "project of the predictions table"),
@@ -95,15 +116,20 @@ class Settings:  # pylint: disable=too-many-instance-attributes
     mlflow_auth_audience: str | None = None
     allow_pickle: bool = False
     trusted_types: tuple = ()
+    task: str = "auto"
+    label_type: str | None = None
+    positive_class: object = None     # in the label's type once checked
+    classes: tuple | None = None      # in the label's type once checked
+    features: tuple = ()              # domains.FeatureSpec once checked (a list of objects is read too)
 
     def __post_init__(self):
         names = {spec[0]: env for env, spec in ENVIRONMENT.items()}
         for field in fields(self):
             value = getattr(self, field.name)
+            numeric = isinstance(field.default, (int, float)) and not isinstance(field.default, bool)
             if field.name in ("poll_interval",) and value < 0:
                 raise ConfigError("%s must be 0 or more, got %s" % (names[field.name], value))
-            if (isinstance(value, (int, float)) and not isinstance(value, bool)
-                    and field.name not in ("poll_interval",) and not value > 0):
+            if numeric and field.name not in ("poll_interval",) and not value > 0:
                 raise ConfigError("%s must be more than 0, got %s" % (names[field.name], value))
         if self.batch_size > 10000:
             raise ConfigError("LOG_BATCH_SIZE must be at most 10000 (BigQuery's insertAll limit), got %d"
@@ -115,6 +141,52 @@ class Settings:  # pylint: disable=too-many-instance-attributes
             raise ConfigError("MAX_INSTANCES (%d) must not exceed LOG_QUEUE_MAX_SIZE (%d)"
                               % (self.max_instances, self.queue_max_size))
         self._check_mlflow_auth()
+        self._check_label()
+
+    def _check_label(self):
+        """The declared label, each value in the label's type (frozen: the checked values are set in place)."""
+        if self.task not in TASKS:
+            raise ConfigError("MODEL_TASK must be one of %s, got %r" % (", ".join(TASKS), self.task))
+        label_type = None
+        if self.label_type:
+            label_type = LABEL_TYPES.get(str(self.label_type).upper())
+            if label_type is None:
+                raise ConfigError("MODEL_LABEL_TYPE must be a BigQuery type of a label (%s), got %r" % (
+                    ", ".join(LABEL_TYPES), self.label_type))
+        object.__setattr__(self, "label_type", label_type)
+        if self.task == "regression" and (self.positive_class is not None or self.classes is not None):
+            raise ConfigError("MODEL_POSITIVE_CLASS and MODEL_CLASSES are for classifiers; MODEL_TASK is regression")
+        classes = self.classes
+        if classes is not None:
+            if not isinstance(classes, (list, tuple)) or len(classes) < 2 or not all(
+                    isinstance(c, (str, int, float, bool)) for c in classes):
+                raise ConfigError("MODEL_CLASSES must be a list of two or more classes, got %r" % (classes,))
+            try:
+                classes = tuple(cast_label(c, label_type) for c in classes)
+            except ValueError as exc:
+                raise ConfigError("MODEL_CLASSES: %s (MODEL_LABEL_TYPE)" % exc) from None
+        object.__setattr__(self, "classes", classes)
+        if self.positive_class is not None:
+            try:
+                positive = cast_label(self.positive_class, label_type)
+            except ValueError as exc:
+                raise ConfigError("MODEL_POSITIVE_CLASS: %s (MODEL_LABEL_TYPE)" % exc) from None
+            if classes is not None and positive not in classes:
+                raise ConfigError("MODEL_POSITIVE_CLASS %r is not one of MODEL_CLASSES %r" % (positive, list(classes)))
+            object.__setattr__(self, "positive_class", positive)
+        if self.features and not all(hasattr(f, "categories") for f in self.features):
+            try:
+                raw = list(self.features) if isinstance(self.features, tuple) else self.features
+                object.__setattr__(self, "features", feature_specs(raw))
+            except ValueError as exc:
+                raise ConfigError("MODEL_FEATURES: %s" % exc) from None
+        object.__setattr__(self, "features", tuple(self.features or ()))
+
+    @property
+    def declared(self):
+        """What the inventory declares about the label and the features, for the model manager."""
+        return Declared(task=self.task, label_type=self.label_type, positive_class=self.positive_class,
+                        classes=self.classes, features=self.features)
 
     def _check_mlflow_auth(self):
         if self.mlflow_auth not in MLFLOW_AUTH_METHODS:
@@ -165,6 +237,11 @@ def _parse(name, kind, raw):
         return raw
     if kind == "list":
         return tuple(item.strip() for item in raw.split(",") if item.strip())
+    if kind == "json":
+        try:
+            return json.loads(raw)
+        except ValueError as exc:
+            raise ConfigError("environment variable %s must be JSON: %s" % (name, exc)) from None
     if kind == "bool":
         if raw.lower() in ("true", "1", "yes"):
             return True

@@ -74,6 +74,13 @@ class Metrics:
                                        buckets=LATENCY_BUCKETS, registry=self.registry)
         self.predictions = Counter("serving_predictions", "Predictions acknowledged (instances) by model version",
                                    ["model_version"], registry=self.registry)
+        # One series per feature declared open (unknown: allow): the inventory bounds the label's values.
+        self.unknown_categories = Counter(
+            "serving_unknown_categories", "Values outside a feature's allowed values, served because the feature "
+            "is open (unknown: allow), by feature", ["feature"], registry=self.registry)
+        self.model_input_errors = Counter(
+            "serving_model_input_errors", "Instances the model raised an error on (answered 422)",
+            registry=self.registry)
         self.registry.register(StateCollector(prediction_log, manager))
 
 

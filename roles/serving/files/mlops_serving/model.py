@@ -19,6 +19,10 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
+from .bounds import MAX_ERRORS
+from .domains import domains as feature_domains
+from .task import Declared, OutputSpec, cast_label, label_text, resolve
+
 LOG = logging.getLogger("mlops_serving.model")
 
 
@@ -90,13 +94,17 @@ def check_value(column, value):
     return None  # a type this check does not know: MLflow's own schema enforcement decides
 
 
-def validate_features(columns, features, location):
+def validate_features(columns, features, location, domains=None):
     """Errors (FastAPI's shape: loc, msg, type) for one instance's feature object; [] when it is valid."""
-    return list(feature_errors(columns, features, location))
+    return list(feature_errors(columns, features, location, domains))
 
 
-def feature_errors(columns, features, location):
-    """The errors of validate_features, one at a time (a caller may stop or just count)."""
+def feature_errors(columns, features, location, domains=None, unknown=None):
+    """The errors of validate_features, one at a time (a caller may stop or just count).
+
+    `domains` ({feature: domains.Domain}) are checked once a value has the right type: an unknown value is an
+    error, or, for an open feature, its name is appended to the list `unknown` (for /metrics)."""
+    domains = domains or {}
     known = {c.name for c in columns}
     for column in columns:
         where = location + [column.name]
@@ -114,6 +122,13 @@ def feature_errors(columns, features, location):
         if problem:
             yield {"loc": where, "msg": "%s for feature %r (%s), got %s" % (
                 problem, column.name, column.type, _describe(value)), "type": "type_error"}
+            continue
+        domain = domains.get(column.name)
+        if domain is not None and not domain.allows(value):
+            if not domain.open:
+                yield {"loc": where, "msg": domain.message(value), "type": "enum"}
+            elif unknown is not None:
+                unknown.append(column.name)
     for name in features:
         if name not in known:
             shown = repr(name) if len(name) <= 64 else repr(name[:64]) + "... (truncated)"
@@ -157,10 +172,11 @@ def to_frame(columns, instances):
 class Output:
     """One instance's output: the model's value, and what goes to the predictions table."""
 
-    value: object                 # JSON-ready output as the model returned it
+    value: object                 # JSON-ready answer: a regressor's value, a classifier's class in the label's type
     numeric: float | None         # `prediction` column: regression value, or P(positive class)
     label: str | None             # `prediction_label` column: the class of a classifier
     probability: float | None = None
+    probabilities: dict | None = None  # multi-class classifiers: class (as prediction_label has it) -> probability
 
 
 @dataclass(frozen=True)
@@ -170,35 +186,120 @@ class LoadedModel:  # pylint: disable=too-many-instance-attributes
     alias: str
     run_id: str | None
     columns: tuple
-    signature: dict
+    signature: dict               # the MLflow signature as JSON objects
     pyfunc: object = field(repr=False)
     loaded_at: str = ""
-    positive_class: object = None            # binary classifiers: the class predict_proba's column 1 is about
-    proba: object = field(default=None, repr=False)  # binary classifiers: the raw model's predict_proba
+    output: OutputSpec = OutputSpec()  # the task: how the model's output is answered and logged
+    domains: dict = field(default_factory=dict, repr=False)  # feature -> domains.Domain (allowed values)
     # The flavor's own predict when it has one: validate() and to_frame() already enforce the signature, so
     # pyfunc's second schema check (about half of the CPU time of a request) is skipped.
     raw_predict: object = field(default=None, repr=False)
 
+    @property
+    def positive_class(self):
+        """Binary classifiers: the class `probability` is about."""
+        return self.output.positive_class
+
     def validate(self, features, location):
-        return validate_features(self.columns, features, location)
+        return validate_features(self.columns, features, location, self.domains)
 
     def predict(self, instances):
         """Outputs for validated feature objects, and the model's time in milliseconds."""
         frame = to_frame(self.columns, instances)
         started = time.perf_counter()
         raw = (self.raw_predict or self.pyfunc.predict)(frame)
-        probabilities = self.proba(frame)[:, 1] if self.proba is not None else None
+        probabilities = self.output.proba(frame) if self.output.proba is not None else None
         latency_ms = (time.perf_counter() - started) * 1000.0
         values = _rows(raw, len(instances))
-        outputs = []
-        for index, value in enumerate(values):
-            probability = float(probabilities[index]) if probabilities is not None else None
-            outputs.append(_output(value, probability))
+        expected = (len(values), len(self.output.classes))
+        if probabilities is not None and getattr(probabilities, "shape", None) != expected:
+            raise ModelError("predict_proba returned %s probabilities for %d instances of %d classes" % (
+                getattr(probabilities, "shape", "no array of"), *expected))
+        outputs = [self._output(value, None if probabilities is None else probabilities[index])
+                   for index, value in enumerate(values)]
         return outputs, latency_ms
 
+    def predict_or_blame(self, instances, most=MAX_ERRORS):
+        """(outputs, latency_ms, failures): `failures` maps the index of each instance the model raised an error
+        on to that error (at most `most` of them), and then `outputs` is None.
+
+        The instances of a batch that fails are told apart by predicting halves of it, then halves of the halves
+        that fail: a few predictions for one bad instance in a thousand. ModelError, an output this API cannot
+        use whatever the input, is raised."""
+        try:
+            outputs, latency_ms = self.predict(instances)
+            return outputs, latency_ms, {}
+        except ModelError:
+            raise
+        except Exception as exc:  # pylint: disable=broad-exception-caught  # located below
+            if len(instances) == 1:
+                return None, 0.0, {0: exc}
+        outputs, failures, latency_ms = [None] * len(instances), {}, 0.0
+        middle = len(instances) // 2
+        pending = [(middle, len(instances)), (0, middle)]  # a stack of [start, stop): popped in index order
+        while pending and len(failures) < most:
+            start, stop = pending.pop()
+            try:
+                part, latency = self.predict(instances[start:stop])
+            except ModelError:
+                raise
+            except Exception as exc:  # pylint: disable=broad-exception-caught  # the client's input
+                if stop - start == 1:
+                    failures[start] = exc
+                else:
+                    middle = (start + stop) // 2
+                    pending += [(middle, stop), (start, middle)]
+                continue
+            outputs[start:stop] = part
+            latency_ms += latency
+        if failures:
+            return None, latency_ms, failures
+        return outputs, latency_ms, {}  # the whole batch failed, each part passed: served from the parts
+
+    def _output(self, value, probabilities):
+        if self.output.task == "classification":
+            return _class_output(value, probabilities, self.output)
+        if self.output.task == "regression":
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise ModelError("the model is declared a regressor (MODEL_TASK) and returned %s, not a number"
+                                 % _describe(value))
+            return _output(float(value), None)
+        return _output(value, None)
+
     def describe(self):
-        return {"name": self.name, "version": self.version, "alias": self.alias, "run_id": self.run_id,
-                "loaded_at": self.loaded_at, "signature": self.signature}
+        """What GET /model answers: the version, its signature, the task and each feature's allowed values."""
+        spec = self.output
+        features = []
+        for column in self.columns:
+            feature = {"name": column.name, "type": column.type, "required": column.required}
+            if column.name in self.domains:
+                feature.update(self.domains[column.name].describe())
+            features.append(feature)
+        answer = {"name": self.name, "version": self.version, "alias": self.alias, "run_id": self.run_id,
+                  "loaded_at": self.loaded_at, "signature": self.signature, "task": spec.task,
+                  "label_type": spec.label_type, "features": features}
+        if spec.task == "classification":
+            answer["classes"] = list(spec.classes)
+            answer["positive_class"] = spec.positive_class
+        return answer
+
+
+def _finite(number):
+    number = float(number)
+    return number if math.isfinite(number) else None
+
+
+def _class_output(value, probabilities, spec):
+    """A classifier's output: its class in the label's type, and the probabilities predict_proba gave."""
+    try:
+        label = cast_label(value, spec.label_type)
+    except ValueError as exc:
+        raise ModelError("the model predicted %s, not a class of its label: %s" % (_describe(value), exc)) from None
+    if spec.binary:
+        probability = _finite(probabilities[spec.positive_index])
+        return Output(value=label, numeric=probability, label=label_text(label), probability=probability)
+    by_class = {label_text(c): _finite(p) for c, p in zip(spec.classes, probabilities)}
+    return Output(value=label, numeric=None, label=label_text(label), probabilities=by_class)
 
 
 def _rows(raw, count):
@@ -236,8 +337,16 @@ def _output(value, probability):
         return Output(value=value if math.isfinite(value) else None, numeric=value if math.isfinite(value) else None,
                       label=None)
     if isinstance(value, (bool, int, str)):
-        return Output(value=value, numeric=probability, label=str(value), probability=probability)
+        return Output(value=value, numeric=probability, label=label_text(value), probability=probability)
     return Output(value=value, numeric=None, label=None)  # several outputs per instance: kept in the response only
+
+
+def signature_json(signature):
+    """An MLflow signature as JSON objects (its to_dict() holds each schema as a JSON string)."""
+    import json
+
+    return {key: json.loads(value) if isinstance(value, str) else value
+            for key, value in signature.to_dict().items()}
 
 
 def columns_of(signature):
@@ -275,17 +384,6 @@ def _raw_predict(pyfunc):
     if raw is None or "sklearn" not in flavors:
         return None
     return getattr(raw, "predict", None)
-
-
-def _binary_proba(pyfunc):
-    """(positive class, predict_proba) when the raw model is a binary classifier, else (None, None)."""
-    raw = _raw_model(pyfunc)
-    classes = getattr(raw, "classes_", None)
-    proba = getattr(raw, "predict_proba", None)
-    if proba is None or classes is None or len(classes) != 2:
-        return None, None
-    positive = classes[1]
-    return _plain(positive), proba
 
 
 # -- what may be loaded --------------------------------------------------------------------------------
@@ -409,8 +507,9 @@ class ModelManager:
     """Holds the served model; a background thread follows the alias and swaps in new versions."""
 
     def __init__(self, tracking_uri, name, alias="champion", poll_interval=30.0, cache_dir=None, auth=None,
-                 allow_pickle=False, trusted_types=()):
+                 allow_pickle=False, trusted_types=(), declared=None):
         self.tracking_uri = tracking_uri
+        self.declared = declared or Declared()  # the label and features the inventory declares
         self.auth = auth              # auth.MlflowAuth, applied before each MLflow call; None: none
         self.allow_pickle = allow_pickle      # MODEL_ALLOW_PICKLE: load formats that run pickled code
         self.trusted_types = tuple(trusted_types)  # MODEL_TRUSTED_TYPES: skops types trusted besides its own
@@ -455,13 +554,16 @@ class ModelManager:
             pyfunc = load_model_safely(local, self.allow_pickle, self.trusted_types)
             signature = pyfunc.metadata.signature
             columns = columns_of(signature)
+            # A model that contradicts the declared label is refused here, before it can answer anything.
+            what = "version %s of %s" % (version.version, self.name)
+            output = resolve(_raw_model(pyfunc), self.declared, what)
+            domains = feature_domains(_raw_model(pyfunc), columns, self.declared.features, what)
         except Exception:
             shutil.rmtree(target, ignore_errors=True)
             raise
-        positive, proba = _binary_proba(pyfunc)
         loaded = LoadedModel(name=self.name, version=str(version.version), alias=self.alias, run_id=version.run_id,
-                             columns=columns, signature=signature.to_dict(), pyfunc=pyfunc,
-                             loaded_at=datetime.now(timezone.utc).isoformat(), positive_class=positive, proba=proba,
+                             columns=columns, signature=signature_json(signature), pyfunc=pyfunc,
+                             loaded_at=datetime.now(timezone.utc).isoformat(), output=output, domains=domains,
                              raw_predict=_raw_predict(pyfunc))
         self._dirs[loaded.version] = target
         return loaded
@@ -481,6 +583,9 @@ class ModelManager:
             self._forget(current.version)
         else:
             LOG.info("serving %s version %s (alias %s, run %s)", self.name, loaded.version, self.alias, loaded.run_id)
+        LOG.info("version %s answers as %s%s; allowed values checked for %s", loaded.version, loaded.output.task,
+                 " of classes %s" % list(loaded.output.classes) if loaded.output.classes else "",
+                 ", ".join(sorted(loaded.domains)) or "no feature")
         return True
 
     def _forget(self, version):
