@@ -218,21 +218,18 @@ def pandas_metrics(predictions, reference, truth, features):
 def create_tables(client, project, dataset):
     """The four mlops tables with the bigquery role's schemas and the local settings' feature and label columns
     (what site.yml creates); returns ([(feature, kind)], label column)."""
+    import drift_fixtures  # tests/apps: the tables as the bigquery role declares them
     import yaml
     from google.cloud import bigquery
-    from jinja2.nativetypes import NativeEnvironment
 
     from tests.standins.inventory import settings
 
-    role_vars = yaml.safe_load((ROOT / "roles" / "bigquery" / "vars" / "main.yml").read_text())
     inventory = settings("local")
-    env = NativeEnvironment()
-    env.filters["combine"] = lambda base, *others: dict(base, **{k: v for other in others for k, v in other.items()})
-    context = dict(role_vars, bigquery_features=inventory["mlops_features"], bigquery_label=inventory["mlops_label"])
-    context["bigquery_label_column"] = env.from_string(role_vars["bigquery_label_column"]).render(context)
+    schemas = drift_fixtures.table_schemas(inventory["mlops_features"], inventory["mlops_label"])
+    role_vars = yaml.safe_load((ROOT / "roles" / "bigquery" / "vars" / "main.yml").read_text())
     client.create_dataset(bigquery.Dataset("%s.%s" % (project, dataset)), retry=None, timeout=60)
     for spec in role_vars["bigquery_tables"]:
-        columns = spec["schema"] if isinstance(spec["schema"], list) else env.from_string(spec["schema"]).render(context)
+        columns = schemas[spec["table_id"]][0]
         table = bigquery.Table("%s.%s.%s" % (project, dataset, spec["table_id"]), schema=[
             bigquery.SchemaField(column["name"], column["type"], mode=column.get("mode", "NULLABLE")) for column in columns])
         table.time_partitioning = bigquery.TimePartitioning(type_=spec["time_partitioning"]["type"],

@@ -200,6 +200,37 @@ def monthly_estimate(cost):
 FEATURE_TYPES = ("INTEGER", "FLOAT", "NUMERIC", "BIGNUMERIC", "STRING", "BOOLEAN")
 
 
+# What a feature or the label declares beyond its column, for the serving API and the drift job (the bigquery role
+# leaves these out of the schema).
+FEATURE_DECLARATIONS = ("categories", "unknown")
+LABEL_DECLARATIONS = ("task", "positive_class", "classes")
+TASKS = ("regression", "classification", "auto")
+
+
+def declaration_errors(kind, column):
+    """Problems with a column's declarations: the label's task and classes, a feature's categories."""
+    name, errors = column.get("name"), []
+    if kind == "feature":
+        categories = column.get("categories")
+        if categories is not None and (not isinstance(categories, list) or not categories
+                                       or len(set(map(str, categories))) != len(categories)):
+            errors.append("feature %s: categories must be a non-empty list of distinct values" % name)
+        if column.get("unknown", "refuse") not in ("refuse", "allow"):
+            errors.append("feature %s: unknown must be refuse or allow, not %r" % (name, column["unknown"]))
+        return errors
+    task, classes, positive = column.get("task", "auto"), column.get("classes"), column.get("positive_class")
+    if task not in TASKS:
+        errors.append("label %s: task must be one of %s, not %r" % (name, ", ".join(TASKS), task))
+    if classes is not None and (not isinstance(classes, list) or len(classes) < 2
+                                or len(set(map(str, classes))) != len(classes)):
+        errors.append("label %s: classes must be a list of at least two distinct values" % name)
+    if task == "regression" and (classes is not None or positive is not None):
+        errors.append("label %s: a regression has no classes or positive_class" % name)
+    if positive is not None and isinstance(classes, list) and str(positive) not in map(str, classes):
+        errors.append("label %s: positive_class %r is not one of the classes" % (name, positive))
+    return errors
+
+
 def feature_schema_errors(features, label, reserved_columns=()):
     """Problems with the inventory's feature and label columns of offline_features, as messages."""
     errors = []
@@ -213,8 +244,12 @@ def feature_schema_errors(features, label, reserved_columns=()):
         errors.append("mlops_label must be a column with a name and a type")
     else:
         columns.append(("label", label))
-    # Names, BigQuery types, modes, duplicates (case-insensitive) and unknown keys, as bigquery_table checks them.
-    errors += schema_errors([column for _kind, column in columns])
+    # Names, BigQuery types, modes, duplicates (case-insensitive) and unknown keys, as bigquery_table checks them;
+    # then what the columns declare beyond that.
+    declared = {"feature": FEATURE_DECLARATIONS, "label": LABEL_DECLARATIONS}
+    errors += schema_errors([{k: v for k, v in column.items() if k not in declared[kind]} for kind, column in columns])
+    for kind, column in columns:
+        errors += declaration_errors(kind, column)
     reserved = {name.lower(): name for name in reserved_columns}
     for kind, column in columns:
         name, column_type = column.get("name"), canonical_type(column.get("type"))

@@ -54,13 +54,18 @@ def _combine(base, *others):
     return merged
 
 
-def table_schemas():
-    """{table_id: (list of column dicts, partitioning column)} as the bigquery role creates them locally."""
+def table_schemas(features=None, label=None):
+    """{table_id: (list of column dicts, partitioning column)} as the bigquery role creates them locally, for the
+    given feature and label declarations (default: this module's)."""
     role_vars = yaml.safe_load(ROLE_VARS.read_text())
     env = NativeEnvironment()
-    env.filters["combine"] = _combine
-    context = dict(role_vars, bigquery_features=FEATURES, bigquery_label=LABEL)
-    context["bigquery_label_column"] = env.from_string(role_vars["bigquery_label_column"]).render(context)
+    # The filters the role's templates use, as Ansible defines them.
+    env.filters.update(combine=_combine, dict2items=lambda d: [{"key": k, "value": v} for k, v in d.items()],
+                       items2dict=lambda items: {i["key"]: i["value"] for i in items})
+    context = dict(role_vars, bigquery_features=FEATURES if features is None else features,
+                   bigquery_label=LABEL if label is None else label)
+    for name in ("bigquery_feature_columns", "bigquery_label_column"):
+        context[name] = env.from_string(role_vars[name]).render(context)
     tables = {}
     for table in role_vars["bigquery_tables"]:
         schema = table["schema"]

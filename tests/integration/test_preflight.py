@@ -253,7 +253,7 @@ def test_the_playbook_passes_for_a_full_deployer_and_prints_the_table(fake, proj
     proc, recap = playbook("playbooks/preflight.yml", "-i", "inventories/dev", "-e", extra,
                            env={"GCP_ACCESS_TOKEN": token})
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert recap == {"ok": 2, "changed": 0, "failed": 0}
+    assert recap == {"ok": 3, "changed": 0, "failed": 0}  # the settings checked, the preflight, its table
     assert "Preflight of project %s in europe-west1 as %s: ready to deploy" % (project, member) in proc.stdout
     assert re.search(r"Cloud Run serving\s+\$13\.14\s+1 min instance", proc.stdout), proc.stdout
     assert "list price, us-central1/europe-west1, as of" in proc.stdout

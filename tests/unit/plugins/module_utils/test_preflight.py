@@ -82,6 +82,20 @@ def test_schema_rules():
                       "BIGNUMERIC, STRING, BOOLEAN)"]
 
 
+def test_declarations_beyond_the_column_are_checked_not_refused():
+    plan = {"name": "plan", "type": "STRING", "description": "x", "categories": ["basic", "pro"], "unknown": "allow"}
+    churned = {"name": "churned", "type": "INTEGER", "task": "classification", "classes": [0, 1], "positive_class": 1}
+    assert feature_schema_errors([plan], churned) == []
+    errors = feature_schema_errors([dict(plan, categories=["a", "a"], unknown="maybe")],
+                                   dict(churned, task="ranking", positive_class=2, mode="REQUIRED", colour="red"))
+    assert errors == ["churned: unknown keys colour", "feature plan: categories must be a non-empty list of "
+                      "distinct values", "feature plan: unknown must be refuse or allow, not 'maybe'",
+                      "label churned: task must be one of regression, classification, auto, not 'ranking'",
+                      "label churned: positive_class 2 is not one of the classes"]
+    assert feature_schema_errors([plan], dict(churned, task="regression", positive_class=None)) == [
+        "label churned: a regression has no classes or positive_class"]
+
+
 def test_the_table_puts_problems_first_and_keeps_commands_whole():
     command = "gcloud projects add-iam-policy-binding p --member=user:a@example.com --role=roles/run.admin " * 2
     lines = render("Title", [dict(check="identity", status="ok", detail="user:a@example.com", fix=[]),
