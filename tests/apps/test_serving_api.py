@@ -64,8 +64,8 @@ def test_health_ready_and_model_before_a_model_is_loaded(mlflow_server, predicti
         refused = client.post("/predict", json={"features": instance()})
         assert refused.status_code == 503 and "not loaded yet" in refused.json()["detail"]
         text = client.get("/metrics").text
-        assert metric(text, "serving_model_loaded") == 0
-        assert metric(text, "serving_model_load_failures_total") >= 1
+        assert metric(text, "mlops_serving_model_loaded") == 0
+        assert metric(text, "mlops_serving_model_load_failures_total") >= 1
 
 
 def test_ready_and_model_info(serving, registered_model):
@@ -215,17 +215,21 @@ def test_metrics_count_requests_latency_and_logging(serving, registered_model, p
     response = serving.get("/metrics")
     assert response.headers["content-type"].startswith("text/plain")
     text = response.text
-    assert metric(text, "serving_http_requests_total", path="/predict", method="POST", status="200") == 4
-    assert metric(text, "serving_http_requests_total", path="/predict", method="POST", status="422") == 1
-    assert metric(text, "serving_http_request_duration_seconds_count", path="/predict") == 5
-    assert metric(text, "serving_http_request_duration_seconds_bucket", path="/predict", le="+Inf") == 5
-    assert metric(text, "serving_model_latency_seconds_count") == 4
-    assert metric(text, "serving_predictions_total", model_version=registered_model.version) == 7
-    assert metric(text, "prediction_log_rows_written_total") == 7
-    assert metric(text, "prediction_log_rows_failed_total") == 0
-    assert metric(text, "prediction_log_rows_dropped_total") == 0
-    assert metric(text, "prediction_log_rows_rejected_total") == 0
-    assert metric(text, "prediction_log_queue_depth") == 0
-    assert metric(text, "prediction_log_queue_capacity") == 1000
-    assert metric(text, "serving_model_info", model_name=registered_model.name,
+    assert metric(text, "mlops_serving_http_requests_total", path="/predict", method="POST", status="200") == 4
+    assert metric(text, "mlops_serving_http_requests_total", path="/predict", method="POST", status="422") == 1
+    assert metric(text, "mlops_serving_http_request_duration_seconds_count", path="/predict") == 5
+    assert metric(text, "mlops_serving_http_request_duration_seconds_bucket", path="/predict", le="+Inf") == 5
+    assert metric(text, "mlops_serving_model_latency_seconds_count") == 4
+    assert metric(text, "mlops_serving_predictions_total", model_version=registered_model.version) == 7
+    assert metric(text, "mlops_serving_prediction_log_rows_written_total") == 7
+    assert metric(text, "mlops_serving_prediction_log_rows_failed_total") == 0
+    assert metric(text, "mlops_serving_prediction_log_rows_dropped_total") == 0
+    assert metric(text, "mlops_serving_prediction_log_rows_rejected_total") == 0
+    assert metric(text, "mlops_serving_prediction_log_queue_depth") == 0
+    assert metric(text, "mlops_serving_prediction_log_queue_capacity") == 1000
+    # One namespace, and no per-series creation timestamps.
+    series = {line.split("{")[0].split(" ")[0] for line in text.splitlines() if line and not line.startswith("#")}
+    assert series and all(name.startswith("mlops_serving_") for name in series), series
+    assert not [name for name in series if name.endswith("_created")], series
+    assert metric(text, "mlops_serving_model_info", model_name=registered_model.name,
                   model_version=registered_model.version, model_alias="champion") == 1

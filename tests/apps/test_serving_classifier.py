@@ -235,7 +235,7 @@ def test_an_open_feature_serves_unknown_values_and_counts_them(mlflow_server, mo
         assert served.status_code == 200, served.text
         assert client.get("/model").json()["features"][0]["unknown"] == "allow"
         text = client.get("/metrics").text
-    assert metric(text, "serving_unknown_categories_total", feature="plan") == 2
+    assert metric(text, "mlops_serving_unknown_categories_total", feature="plan") == 2
 
 
 def test_an_instance_the_model_fails_on_is_a_422_naming_it_not_a_500(mlflow_server, models, predictions_table,
@@ -255,7 +255,7 @@ def test_an_instance_the_model_fails_on_is_a_422_naming_it_not_a_500(mlflow_serv
         assert single.status_code == 422 and single.json()["detail"][0]["loc"] == ["body", "features"]
         assert client.app.state.prediction_log.stats()["offered"] == 0
         assert client.post("/predict", json={"features": row()}).status_code == 200
-        assert metric(client.get("/metrics").text, "serving_model_input_errors_total") == 3
+        assert metric(client.get("/metrics").text, "mlops_serving_model_input_errors_total") == 3
     assert "failed on 2 of 64 instances (answered 422)" in caplog.text
 
 

@@ -62,9 +62,9 @@ def test_bigquery_503_outage_then_recovery(settings_for, bigquery, bigquery_emul
         assert stats["insert_errors"] == 4 and stats["retries"] == 4
         assert (stats["failed"], stats["dropped"], stats["rejected"], stats["pending"]) == (0, 0, 0, 0)
         text = client.get("/metrics").text
-        assert "prediction_log_retries_total 4.0" in text
-        assert "prediction_log_rows_written_total %d.0" % len(acknowledged) in text
-        assert "prediction_log_queue_depth 0.0" in text
+        assert "mlops_serving_prediction_log_retries_total 4.0" in text
+        assert "mlops_serving_prediction_log_rows_written_total %d.0" % len(acknowledged) in text
+        assert "mlops_serving_prediction_log_queue_depth 0.0" in text
     assert_exactly_once(bigquery_emulator, predictions_table, acknowledged)
 
 
@@ -75,7 +75,7 @@ def test_bigquery_unreachable_then_back(settings_for, bigquery_gate, bigquery_em
         wait_until(lambda: client.app.state.prediction_log.stats()["retries"] >= 2, message="retries")
         stats = client.app.state.prediction_log.stats()
         assert stats["written"] == 0 and stats["pending"] == 12
-        assert "prediction_log_queue_depth 12.0" in client.get("/metrics").text
+        assert "mlops_serving_prediction_log_queue_depth 12.0" in client.get("/metrics").text
         bigquery_gate.up()
         wait_until(lambda: written(client) == 12, timeout=60, message="every row written after the outage")
         assert client.app.state.prediction_log.stats()["failed"] == 0
@@ -111,8 +111,8 @@ def test_full_queue_answers_503_and_acknowledges_nothing(settings_for, bigquery,
         stats = client.app.state.prediction_log.stats()
         assert stats["rejected"] == 5 and stats["pending"] == len(acknowledged)
         text = client.get("/metrics").text
-        assert "prediction_log_rows_rejected_total 5.0" in text
-        assert 'serving_http_requests_total{method="POST",path="/predict",status="503"} 1.0' in text
+        assert "mlops_serving_prediction_log_rows_rejected_total 5.0" in text
+        assert 'mlops_serving_http_requests_total{method="POST",path="/predict",status="503"} 1.0' in text
         bigquery.clear()  # BigQuery is back
         wait_until(lambda: written(client) == len(acknowledged), timeout=60, message="the queue drained")
         after = client.post("/predict", json={"features": instance()})
@@ -134,7 +134,7 @@ def test_rows_bigquery_rejects_are_counted_and_dead_lettered(settings_for, bigqu
             wait_until(lambda: client.app.state.prediction_log.stats()["failed"] == 3, message="3 rows failed")
             stats = client.app.state.prediction_log.stats()
             assert (stats["written"], stats["pending"]) == (0, 0)
-            assert "prediction_log_rows_failed_total 3.0" in client.get("/metrics").text
+            assert "mlops_serving_prediction_log_rows_failed_total 3.0" in client.get("/metrics").text
     dead = [r.getMessage() for r in caplog.records if r.name == "mlops_serving.dead_letter"]
     assert len(dead) == 3
     for prediction_id in acknowledged:

@@ -63,9 +63,9 @@ def test_alias_move_is_served_without_restart_and_in_flight_requests_succeed(
         outputs, _latency = first_model.predict([features])
         assert outputs[0].value == before["prediction"]
         metrics = client.get("/metrics").text
-        assert 'serving_model_info{model_alias="champion",model_name="%s",model_version="%s"} 1.0' % (
+        assert 'mlops_serving_model_info{model_alias="champion",model_name="%s",model_version="%s"} 1.0' % (
             name, second.version) in metrics
-        assert "serving_model_reloads_total 1.0" in metrics
+        assert "mlops_serving_model_reloads_total 1.0" in metrics
         total = sum(5 for _r in results) + 2
     rows = table_rows(bigquery_emulator, predictions_table)
     assert len(rows) == total
@@ -96,6 +96,6 @@ def test_a_version_that_cannot_be_served_keeps_the_current_one(mlflow_server, pr
         assert client.get("/ready").status_code == 200
         assert client.get("/health").status_code == 200
         text = client.get("/metrics").text
-        assert "serving_model_reloads_total 0.0" in text
-        failures = [line for line in text.splitlines() if line.startswith("serving_model_load_failures_total ")]
+        assert "mlops_serving_model_reloads_total 0.0" in text
+        failures = [line for line in text.splitlines() if line.startswith("mlops_serving_model_load_failures_total ")]
         assert failures and float(failures[0].split()[1]) >= 2

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import time
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Histogram, disable_created_metrics
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 PATHS = frozenset(("/predict", "/health", "/ready", "/model", "/metrics"))
+# One namespace (mlops_serving_) and no *_created series: Cloud Run's instances come and go, and a scraper or
+# Managed Service for Prometheus gains nothing from a creation timestamp per series.
+disable_created_metrics()
+
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 
@@ -23,36 +27,36 @@ class StateCollector:
 
     def collect(self):
         stats = self.prediction_log.stats()
-        yield _gauge("prediction_log_queue_depth", "Prediction rows accepted and not yet written (queued + in flight)",
+        yield _gauge("mlops_serving_prediction_log_queue_depth", "Prediction rows accepted and not yet written (queued + in flight)",
                      stats["pending"])
-        yield _gauge("prediction_log_queue_capacity", "Most prediction rows the queue holds",
+        yield _gauge("mlops_serving_prediction_log_queue_capacity", "Most prediction rows the queue holds",
                      self.prediction_log.max_queue)
         for name, key, text in (
-                ("prediction_log_rows_written", "written", "Prediction rows BigQuery accepted"),
-                ("prediction_log_rows_failed", "failed",
+                ("mlops_serving_prediction_log_rows_written", "written", "Prediction rows BigQuery accepted"),
+                ("mlops_serving_prediction_log_rows_failed", "failed",
                  "Prediction rows BigQuery rejected or that kept failing past the retry limit (dead-lettered)"),
-                ("prediction_log_rows_dropped", "dropped",
+                ("mlops_serving_prediction_log_rows_dropped", "dropped",
                  "Prediction rows still queued at the shutdown deadline (dead-lettered)"),
-                ("prediction_log_rows_rejected", "rejected",
+                ("mlops_serving_prediction_log_rows_rejected", "rejected",
                  "Prediction rows refused because the queue was full (the request got 503, nothing acknowledged)"),
-                ("prediction_log_insert_requests", "insert_requests", "insertAll requests sent"),
-                ("prediction_log_insert_errors", "insert_errors", "insertAll requests that failed"),
-                ("prediction_log_retries", "retries", "insertAll requests retried after a failure")):
+                ("mlops_serving_prediction_log_insert_requests", "insert_requests", "insertAll requests sent"),
+                ("mlops_serving_prediction_log_insert_errors", "insert_errors", "insertAll requests that failed"),
+                ("mlops_serving_prediction_log_retries", "retries", "insertAll requests retried after a failure")):
             counter = CounterMetricFamily(name, text)
             counter.add_metric([], stats[key])
             yield counter
         current = self.manager.current
-        info = GaugeMetricFamily("serving_model_info", "The model version served (value 1)",
+        info = GaugeMetricFamily("mlops_serving_model_info", "The model version served (value 1)",
                                  labels=["model_name", "model_version", "model_alias"])
         if current is not None:
             info.add_metric([current.name, current.version, current.alias], 1)
         yield info
-        yield _gauge("serving_model_loaded", "1 when a model is loaded and /predict can answer",
+        yield _gauge("mlops_serving_model_loaded", "1 when a model is loaded and /predict can answer",
                      0 if current is None else 1)
-        reloads = CounterMetricFamily("serving_model_reloads", "Swaps to a new model version after the alias moved")
+        reloads = CounterMetricFamily("mlops_serving_model_reloads", "Swaps to a new model version after the alias moved")
         reloads.add_metric([], self.manager.reloads)
         yield reloads
-        failures = CounterMetricFamily("serving_model_load_failures", "Failed alias lookups or model loads")
+        failures = CounterMetricFamily("mlops_serving_model_load_failures", "Failed alias lookups or model loads")
         failures.add_metric([], self.manager.failures)
         yield failures
 
@@ -66,20 +70,20 @@ def _gauge(name, text, value):
 class Metrics:
     def __init__(self, prediction_log, manager):
         self.registry = CollectorRegistry(auto_describe=False)
-        self.requests = Counter("serving_http_requests", "HTTP requests by path, method and status code",
+        self.requests = Counter("mlops_serving_http_requests", "HTTP requests by path, method and status code",
                                 ["path", "method", "status"], registry=self.registry)
-        self.latency = Histogram("serving_http_request_duration_seconds", "HTTP request latency by path",
+        self.latency = Histogram("mlops_serving_http_request_duration_seconds", "HTTP request latency by path",
                                  ["path"], buckets=LATENCY_BUCKETS, registry=self.registry)
-        self.model_latency = Histogram("serving_model_latency_seconds", "Time the model took per /predict request",
+        self.model_latency = Histogram("mlops_serving_model_latency_seconds", "Time the model took per /predict request",
                                        buckets=LATENCY_BUCKETS, registry=self.registry)
-        self.predictions = Counter("serving_predictions", "Predictions acknowledged (instances) by model version",
+        self.predictions = Counter("mlops_serving_predictions", "Predictions acknowledged (instances) by model version",
                                    ["model_version"], registry=self.registry)
         # One series per feature declared open (unknown: allow): the inventory bounds the label's values.
         self.unknown_categories = Counter(
-            "serving_unknown_categories", "Values outside a feature's allowed values, served because the feature "
+            "mlops_serving_unknown_categories", "Values outside a feature's allowed values, served because the feature "
             "is open (unknown: allow), by feature", ["feature"], registry=self.registry)
         self.model_input_errors = Counter(
-            "serving_model_input_errors", "Instances the model raised an error on (answered 422)",
+            "mlops_serving_model_input_errors", "Instances the model raised an error on (answered 422)",
             registry=self.registry)
         self.registry.register(StateCollector(prediction_log, manager))
 
