@@ -157,7 +157,7 @@ class App:
         text = httpx.get(self.url + "/metrics", timeout=10).text
         values = {}
         for name in ("written", "failed", "dropped", "rejected"):
-            match = re.search(r"^prediction_log_rows_%s_total (\S+)$" % name, text, re.M)
+            match = re.search(r"^mlops_serving_prediction_log_rows_%s_total (\S+)$" % name, text, re.M)
             values[name] = int(float(match.group(1))) if match else None
         return values
 
