@@ -12,7 +12,7 @@ EXAMPLE := set -a && . $(OUTPUTS)/local.env && set +a && $(PY) -m examples.diabe
 # Molecule and ansible-test call ansible-* commands by name: the venv's must come first.
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: venv lock collection local local-stop summary dashboards example test lint sanity molecule pytest clean
+.PHONY: venv lock collection local local-stop summary dashboards example test lint sanity galaxy molecule pytest clean
 
 venv: $(VENV)/.installed
 
@@ -82,13 +82,18 @@ summary: venv
 local-stop: venv
 	$(SERVICES) stop --dir .local
 
-test: lint sanity molecule pytest
+test: lint sanity galaxy molecule pytest
 
 lint: venv collection
 	$(BIN)/ansible-lint
 
 sanity: venv
 	bash tests/sanity.sh
+
+# Galaxy conventions: antsibull-changelog and antsibull-docs lint, the execution environment against
+# ansible-builder introspect, and ansible-test units on the installed tarball.
+galaxy: venv
+	bash tests/galaxy.sh
 
 # The emulators on their fixed ports (inventories/local); left running if `make local` had started them.
 molecule: venv collection
