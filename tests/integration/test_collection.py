@@ -97,10 +97,14 @@ def test_module_docs_render(installed, module):
     assert proc.returncode == 0, proc.stderr
     doc = json.loads(proc.stdout)["deployml.mlops." + module]["doc"]
     assert doc["attributes"]["check_mode"]["support"] == "full"
-    # Read-only modules (the preflight, the *_info ones) change nothing, so they have no diff.
-    read_only = module == "project_preflight" or module.endswith("_info")
+    # Read-only modules (the preflight, the *_info ones, the comparison of model versions) change nothing, so they
+    # have no diff.
+    read_only = module in ("project_preflight", "mlflow_model_compare") or module.endswith("_info")
     assert doc["attributes"]["diff_mode"]["support"] == ("none" if read_only else "full")
-    assert "project" in doc["options"] and doc["options"]["access_token"]["type"] == "str"
+    if module.startswith("mlflow_"):  # MLflow's REST API, not a Google one: its own connection options
+        assert "tracking_uri" in doc["options"] and doc["options"]["password"]["type"] == "str"
+    else:
+        assert "project" in doc["options"] and doc["options"]["access_token"]["type"] == "str"
 
 
 def test_module_runs_by_fqcn_with_group_defaults(installed, bigquery, unique, tmp_path):
