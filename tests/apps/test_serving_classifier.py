@@ -146,7 +146,9 @@ def test_a_binary_classifier_with_float_classes_answers_its_integer_class_and_pr
     expected = model.predict_proba(frame_of(batch))[:, 1]  # sklearn on its own, positive class 1.0 second
     assert [p["probability"] for p in predictions] == pytest.approx(list(expected), abs=1e-9)
     assert [p["prediction"] for p in predictions] == [int(c) for c in model.predict(frame_of(batch))]
-    assert all(type(p["prediction"]) is int and "probabilities" not in p for p in predictions)  # 1, not 1.0
+    # 1, not 1.0 (bool is an int subclass, so the exact type is what says it).
+    assert all(type(p["prediction"]) is int and "probabilities" not in p  # pylint: disable=unidiomatic-typecheck
+               for p in predictions)
     assert {p["prediction"] for p in predictions} == {0, 1}
     assert one["prediction"] == predictions[0]["prediction"] and one["probability"] == pytest.approx(expected[0])
     rows = wait_until(lambda: len(table_rows(bigquery_emulator, predictions_table)) == 31 and
@@ -158,8 +160,8 @@ def test_a_binary_classifier_with_float_classes_answers_its_integer_class_and_pr
         assert logged["prediction"] == pytest.approx(prediction["probability"])
 
 
-def test_model_describes_the_signature_task_and_allowed_values_as_json(mlflow_server, models, predictions_table,
-                                                                        bigquery):
+def test_model_describes_the_signature_task_and_allowed_values_as_json(
+        mlflow_server, models, predictions_table, bigquery):
     name, _model = models["binary-ignore"]
     with running_app(settings(mlflow_server, name, predictions_table, bigquery, **BINARY)) as client:
         info = client.get("/model").json()
@@ -238,8 +240,8 @@ def test_an_open_feature_serves_unknown_values_and_counts_them(mlflow_server, mo
     assert metric(text, "mlops_serving_unknown_categories_total", feature="plan") == 2
 
 
-def test_an_instance_the_model_fails_on_is_a_422_naming_it_not_a_500(mlflow_server, models, predictions_table,
-                                                                        bigquery, caplog):
+def test_an_instance_the_model_fails_on_is_a_422_naming_it_not_a_500(
+        mlflow_server, models, predictions_table, bigquery, caplog):
     name, _model = models["binary"]  # handle_unknown="error": the encoder raises on a value it never saw
     open_plan = [{"name": "plan", "unknown": "allow"}]
     with running_app(settings(mlflow_server, name, predictions_table, bigquery, features=open_plan)) as client:
@@ -270,8 +272,8 @@ def test_the_inventorys_categories_replace_the_models(mlflow_server, models, pre
 
 
 # -- more than two classes, and a regressor ---------------------------------------------------------------
-def test_a_classifier_of_string_labels_answers_a_probability_per_class(mlflow_server, models, predictions_table,
-                                                                         bigquery, bigquery_emulator):
+def test_a_classifier_of_string_labels_answers_a_probability_per_class(
+        mlflow_server, models, predictions_table, bigquery, bigquery_emulator):
     name, model = models["segments"]
     batch = [row(plan=plan, charges=charges) for plan in PLANS for charges in (25.0, 70.0, 115.0)]
     declared = {"task": "classification", "label_type": "STRING", "classes": list(SEGMENTS)}

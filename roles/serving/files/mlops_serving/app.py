@@ -130,9 +130,8 @@ def create_app(settings, *, manager=None, prediction_log=None, bigquery_client=N
             LOG.info("prediction log closed: %d rows written, %d failed, %d dropped%s", stats["written"],
                      stats["failed"], stats["dropped"], "" if flushed else " (see the dead-letter log)")
 
-    app = FastAPI(title="mlops serving API", version="1.0", lifespan=lifespan,
-                  description="Predictions of %s, each logged to BigQuery (%s)." % (settings.model_uri,
-                                                                                  settings.table_path))
+    description = "Predictions of %s, each logged to BigQuery (%s)." % (settings.model_uri, settings.table_path)
+    app = FastAPI(title="mlops serving API", version="1.0", lifespan=lifespan, description=description)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     app.state.settings = settings
     app.state.manager = manager

@@ -91,8 +91,8 @@ class Domain:
 
     def message(self, value):
         """Why `value` is refused: the feature, the value and as many allowed values as fit in an error."""
-        head = "unknown value %s for feature %s: allowed values are " % (_quoted(value, EXCERPT),
-                                                                        _quoted(self.feature, EXCERPT))
+        shown = (_quoted(value, EXCERPT), _quoted(self.feature, EXCERPT))
+        head = "unknown value %s for feature %s: allowed values are " % shown
         budget = max(60, MAX_MESSAGE - len(head) - 45)  # what is left once the "and N more" tail is counted
         shown, used = [], 0
         for allowed in self.values:
