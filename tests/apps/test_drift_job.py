@@ -164,7 +164,8 @@ def test_feature_drift_matches_independent_computation(seeded):
 
 def test_thresholds_are_configurable(seeded):
     client, dataset, data = seeded
-    thresholds = {"psi": 50.0, "ks": 0.01, "mean_shift": 1.0, "null_rate": 0.1, "accuracy": 0.99, "volume": 10000}
+    thresholds = {"psi": 50.0, "ks": 0.01, "mean_shift": 1.0, "null_rate": 0.1, "accuracy": 0.99, "volume": 10000,
+                  "precision": 0.99, "log_loss": 100.0}
     rows = by_key(run(client, config(dataset, thresholds=thresholds))["rows"])
     expected = expected_feature_metrics(data)
     assert rows[(None, "total_charges", "psi")]["threshold"] == 50.0
@@ -176,6 +177,8 @@ def test_thresholds_are_configurable(seeded):
     assert rows[(None, "tenure_months", "null_rate")]["drift_detected"] is False
     assert rows[(None, None, "accuracy")]["drift_detected"] is True  # below 0.99 is bad
     assert rows[(None, None, "volume")]["drift_detected"] is True  # 2000 < 10000 is bad
+    assert rows[(None, None, "precision")]["drift_detected"] is True  # below 0.99 is bad
+    assert rows[(None, None, "log_loss")]["drift_detected"] is False  # higher is bad: far below 100
     run(client, config(dataset))  # back to the defaults for the other tests
 
 
@@ -185,6 +188,12 @@ def test_classification_quality_and_volume(seeded):
     outcomes = data.churn["outcomes"]
     overall = np.mean([predicted == actual for _version, predicted, actual in outcomes])
     assert rows[(None, None, "accuracy")]["value"] == pytest.approx(overall, **TIGHT)
+    # The label (churned, INTEGER) is 0/1: the positive class is 1 without a declaration.
+    predicted = np.array([p == "1" for _v, p, _a in outcomes])
+    actual = np.array([a == "1" for _v, _p, a in outcomes])
+    assert rows[(None, None, "precision")]["value"] == pytest.approx(
+        np.sum(predicted & actual) / np.sum(predicted), **TIGHT)
+    assert rows[(None, None, "recall")]["value"] == pytest.approx(np.sum(predicted & actual) / np.sum(actual), **TIGHT)
     for version, count in data.churn["versions"].items():
         subset = [predicted == actual for v, predicted, actual in outcomes if v == version]
         assert rows[(version, None, "accuracy")]["value"] == pytest.approx(np.mean(subset), **TIGHT)
@@ -196,7 +205,10 @@ def test_classification_quality_and_volume(seeded):
 
 def test_regression_quality(seeded):
     client, dataset, data = seeded
-    rows = by_key(run(client, config(dataset, model_name="charges", task_type="regression"))["rows"])
+    summary = run(client, config(dataset, model_name="charges", task_type="regression"))
+    # Its predictions are no probabilities: no warning about a classifier scored as a regression.
+    assert not [warning for warning in summary["warnings"] if "classifier" in warning]
+    rows = by_key(summary["rows"])
     errors = data.charges["errors"]
     assert len(errors) == 375  # 3 of every 4 predictions have an outcome, a third of them by entity only
     for version in (None, "1"):
@@ -272,7 +284,10 @@ def test_model_without_predictions_gets_zero_volume(seeded):
     ({"window_start": datetime.datetime(2026, 2, 1)}, "timezone-aware"),
     ({"thresholds": {"drift": 0.3}}, "unknown metrics"),
     ({"task_type": "ranking"}, "task type"),
-    ({"features": ()}, "no features"),
+    ({"label": "churned; DROP TABLE x"}, "label"),
+    ({"label_delay_days": -1}, "label delay"),
+    ({"label_delay_days": 1.5}, "label delay"),
+    ({"positive_class": ["1"]}, "positive class"),
 ])
 def test_bad_configuration_is_refused_before_any_request(bigquery, overrides, message):
     client = client_for(bigquery.url)
@@ -350,12 +365,15 @@ def test_default_window_is_the_last_full_hours():
     assert (cfg.window_start, cfg.window_end) == (datetime.datetime(2026, 3, 4, 4, tzinfo=datetime.timezone.utc),
                                                   datetime.datetime(2026, 3, 4, 10, tzinfo=datetime.timezone.utc))
     assert cfg.thresholds == {"psi": 0.2, "ks": 0.1, "mean_shift": None, "null_rate": None, "mae": None,
-                              "rmse": None, "accuracy": None, "volume": None}
+                              "rmse": None, "accuracy": None, "precision": None, "recall": None, "log_loss": None,
+                              "volume": None}
+    assert cfg.task_type is None and cfg.label_delay_days is None  # read from offline_features by the run
     assert cfg.reference_split == "train" and cfg.reference_bounds()[1] == cfg.window_start
 
 
 def test_recording_proxy_sees_the_job(bigquery_emulator, seeded):
-    """The job talks to BigQuery only through the REST API: one schema read, two query jobs."""
+    """The job talks to BigQuery only through the REST API: one schema read, two query jobs (a classifier without a
+    label delay needs no look-up before its MERGE)."""
     _client, dataset, _data = seeded
     proxy = RecordingProxy(bigquery_emulator)
     try:

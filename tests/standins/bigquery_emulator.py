@@ -15,6 +15,11 @@
   for a malformed request, and 412 "IAM setPolicy failed for Table ...: There were concurrent policy changes"
   for a stale etag (the status BigQuery gives it; Google IAM APIs give 409 ABORTED). A table's policy goes
   with the table (and with its dataset).
+- tables.patch / tables.update that add columns: BigQuery adds them in place, keeping the rows, and they can be
+  queried and loaded at once. bqemulator only changes its catalog (what tables.get shows), not the DuckDB table
+  holding the rows, so a query naming the new column fails (DuckDB "Binder Error"), a load drops its values and a
+  streaming insert fails. The wrapper adds each new top-level column to the DuckDB table (ALTER TABLE ADD COLUMN,
+  NULL in the existing rows, as in BigQuery). New fields inside an existing RECORD are not handled.
 
 Run with bqemulator's own arguments: python -m tests.standins.bigquery_emulator start --rest-port 9050 ...
 """
@@ -27,6 +32,8 @@ import time
 
 import bqemulator.server
 from bqemulator.cli import main as bqemulator_main
+from bqemulator.storage.sql_identifiers import quoted_table_ref, schema_name
+from bqemulator.storage.type_map import bq_schema_to_duckdb_columns
 
 from tests.standins.fakegcp.errors import ApiError
 from tests.standins.fakegcp.iam_policy import PolicyStore
@@ -117,8 +124,9 @@ class _PolicyHolder:
 class Fidelity:
     """ASGI middleware in front of bqemulator's app."""
 
-    def __init__(self, app):
+    def __init__(self, app, context=None):
         self.app = app
+        self.context = context  # bqemulator's AppContext: its DuckDB engine holds the tables' rows
         self.require_partition_filter = {}  # (project, dataset, table) -> bool
         self.insert_ids = {}  # (project, dataset, table, insertId) -> time stored
         self.policies = PolicyStore(_PolicyHolder())  # keys "bigquery:projects/P/datasets/D/tables/T"
@@ -200,6 +208,27 @@ class Fidelity:
             return await self.answer(send, exc.code, _error(exc.code, exc.message, "invalid", exc.status))
         return await self.answer(send, 200, policy)
 
+    async def add_columns(self, table):
+        """Give the DuckDB table of `table` (a REST table bqemulator just patched) the top-level columns it lacks."""
+        ref = table["tableReference"]
+        if self.context is None or table.get("type", "TABLE") != "TABLE":
+            return
+        project, dataset, table_id = ref["projectId"], ref["datasetId"], ref["tableId"]
+        engine = self.context.engine
+        async with engine.write_lock():
+            stored = engine.execute(
+                "SELECT column_name FROM information_schema.columns WHERE table_schema = ? AND table_name = ?",
+                [schema_name(project, dataset), table_id]).fetchall()
+            if not stored:
+                return  # nothing in storage to keep in step (no such DuckDB table)
+            # BigQuery column names are case-insensitive, like DuckDB's identifiers.
+            present = {row[0].lower() for row in stored}
+            added = [field for field in (table.get("schema") or {}).get("fields") or []
+                     if field["name"].lower() not in present]
+            target = quoted_table_ref(project, dataset, table_id)
+            for name, duckdb_type in bq_schema_to_duckdb_columns(added):
+                engine.execute('ALTER TABLE %s ADD COLUMN "%s" %s' % (target, name.replace('"', '""'), duckdb_type))
+
     async def status_of(self, scope, path):
         """The status bqemulator answers to a GET of path."""
         status, _headers, _body = await self.call(dict(scope, method="GET", path=path, raw_path=path.encode(),
@@ -263,6 +292,8 @@ class Fidelity:
         if tables and status < 300 and method != "DELETE":
             table = _json(answer)
             if isinstance(table, dict) and table.get("tableReference"):
+                if method in ("PATCH", "PUT") and tables.group(3):
+                    await self.add_columns(table)
                 ref = table["tableReference"]
                 key = (ref["projectId"], ref["datasetId"], ref["tableId"])
                 if isinstance(resource, dict) and "requirePartitionFilter" in resource:
@@ -293,7 +324,7 @@ class Fidelity:
 
 
 def create_app(context):
-    return Fidelity(_emulator_create_app(context))
+    return Fidelity(_emulator_create_app(context), context)
 
 
 bqemulator.server.create_app = create_app

@@ -1,4 +1,5 @@
-"""Drift job: drift and model-quality metrics computed inside BigQuery for one time window.
+"""Drift job: drift and model-quality metrics computed inside BigQuery for one time window (and the quality of the
+model's earlier windows again while their outcomes may still arrive).
 
 Run as ``python -m drift_job --window-start ... --window-end ...`` (see ``drift_job.__main__``) or from
 Python with :func:`drift_job.job.run`.

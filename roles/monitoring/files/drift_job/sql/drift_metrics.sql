@@ -4,18 +4,34 @@
 -- BigQuery applies a single DML statement atomically, so a re-run replaces the window's rows and
 -- readers never see a half-written window, with no multi-statement transaction needed.
 --
+-- Late labels: outcomes often arrive days after the prediction. With rescore_from set (a model name and a
+-- label delay), the same statement also re-computes the quality metrics of the earlier windows of the model
+-- that drift_metrics holds and that ended after rescore_from (the run's window end minus the label delay),
+-- replacing their quality rows: each run fills them in with the outcomes known by then, and a window's
+-- figures are final once its end is more than the delay ago. Feature drift and volume do not depend on
+-- outcomes and are only computed for the run's window.
+--
 -- Placeholders (names in double braces) are filled in by drift_job/job.py before the query is sent: table names and the
 -- per-feature SELECTs built from feature_values.sql, all from identifiers checked against a strict
--- pattern, and the quantile count (an integer: APPROX_QUANTILES takes a constant). Every value is a
--- named query parameter (written without the at sign here: the BigQuery emulator's parameter binder
--- also rewrites at-names inside comments):
+-- pattern, the class expressions of classes.sql, the quality metric names (constants) and the quantile count
+-- (an integer: APPROX_QUANTILES takes a constant). Every value is a named query parameter (written without the
+-- at sign here: the BigQuery emulator's parameter binder also rewrites at-names inside comments):
 --   window_start, window_end         TIMESTAMP  the monitored window, [start, end)
 --   reference_start, reference_end   TIMESTAMP  reference rows of offline_features, [start, end)
 --   reference_split                  STRING     split of the reference rows (NULL: every split)
 --   model_name                       STRING     model to compute for (NULL: every model in the window)
---   task_type                        STRING     'regression' (mae, rmse) or 'classification' (accuracy)
+--   task_type                        STRING     'regression' (mae, rmse) or 'classification' (accuracy,
+--                                               precision, recall, log_loss)
+--   label_type                       STRING     BigQuery type of the label column (INTEGER, BOOLEAN, STRING, ...;
+--                                               NULL: unknown): how outcomes and predicted classes compare
+--   positive_class                   STRING     the class `prediction` is the probability of, written as
+--                                               classes.sql writes classes (NULL: no binary metrics)
 --   epsilon                          FLOAT64    share given to an empty bin in PSI
---   decision_threshold               FLOAT64    probability at or above which prediction means class '1'
+--   decision_threshold               FLOAT64    probability at or above which a prediction means positive_class
+--   rescore_from                     TIMESTAMP  re-score the model's earlier windows ending after this (NULL: none)
+--   retained_from                    TIMESTAMP  ... and starting at or after this (predictions still kept)
+--   horizon_start                    TIMESTAMP  earliest start of a scored window: predictions and outcomes
+--                                               are read from here (a constant, so partitions are pruned)
 --   <metric>_threshold               FLOAT64    threshold per metric type (NULL: no threshold, no flag)
 --
 -- Metrics (rows of drift_metrics; feature drift is computed per model over all its versions, so its
@@ -29,12 +45,20 @@
 --               approximation on a quantile grid. Numeric features only.
 --   mean_shift  (mean_cur - mean_ref) / stddev_ref (sample standard deviation). Numeric features only.
 --   null_rate   share of the window's predictions whose feature is missing, null or (numeric) not a number.
---   mae, rmse   regression quality over predictions that have ground truth; accuracy for classifiers.
+--   mae, rmse   regression: mean absolute error and root mean squared error of prediction - label_value.
+--   accuracy    classification: share of predictions whose class is the outcome's. The predicted class is
+--               prediction_label; without one (a probability only), prediction >= decision_threshold means
+--               positive_class and the prediction is right when the outcome is (not) positive_class.
+--   precision, recall   classification with a positive class: TP / (TP + FP) and TP / (TP + FN).
+--   log_loss    classification with a positive class: mean of -ln(p) for a positive outcome and -ln(1 - p)
+--               otherwise, p = prediction clipped to [1e-15, 1 - 1e-15]; predictions outside [0, 1] are left out.
 --   volume      number of predictions in the window.
 -- Ground truth is matched on prediction_id (latest outcome per prediction); an outcome without a
--- prediction_id is matched on entity_id to the entity's latest prediction in the window made at or
--- before the outcome. NULL statistics (no reference, no rows, zero variance) are not written.
--- drift_detected: value >= threshold (|value| for mean_shift); value < threshold for accuracy and volume.
+-- prediction_id is matched on entity_id to the entity's latest prediction (of each model) made at or before
+-- the outcome. Only outcomes observed from horizon_start on are read. NULL statistics (no reference, no
+-- rows, zero variance, no outcome) are not written.
+-- drift_detected: value >= threshold (|value| for mean_shift); value < threshold for accuracy, precision,
+-- recall and volume.
 
 MERGE `{{ drift_metrics }}` AS target
 USING (
@@ -180,62 +204,142 @@ USING (
     GROUP BY model_name, feature
   ),
 
-  -- Model quality: predictions of the window joined with their ground truth.
+  -- Model quality, for every scored window: this run's, and the model's earlier windows being re-scored.
+  windows AS (
+    SELECT @window_start AS window_start, @window_end AS window_end
+    UNION DISTINCT
+    SELECT DISTINCT window_start, window_end
+    FROM `{{ drift_metrics }}`
+    WHERE {{ rescored_window }} AND window_start >= @horizon_start
+  ),
+  -- Every window boundary, ascending: the elementary intervals between two neighbours are each inside or
+  -- outside any window, so outcomes are summed per interval once and each window adds up its intervals
+  -- (overlapping windows do not multiply the rows).
+  window_edges AS (
+    SELECT window_start AS edge FROM windows
+    UNION DISTINCT
+    SELECT window_end FROM windows
+  ),
+  edges AS (
+    SELECT ARRAY(SELECT UNIX_MICROS(edge) FROM window_edges ORDER BY edge) AS edges
+  ),
+  window_intervals AS (
+    -- A window covers the intervals RANGE_BUCKET(start) to RANGE_BUCKET(end) - 1.
+    SELECT w.window_start, w.window_end,
+           RANGE_BUCKET(UNIX_MICROS(w.window_start), e.edges) AS first_interval,
+           RANGE_BUCKET(UNIX_MICROS(w.window_end), e.edges) - 1 AS last_interval
+    FROM windows AS w CROSS JOIN edges AS e
+  ),
+  scored_rows AS (
+    SELECT prediction_id, entity_id, timestamp, model_name, model_version, prediction, prediction_label
+    FROM `{{ predictions }}`
+    WHERE timestamp >= @horizon_start AND timestamp < @window_end
+      AND (@model_name IS NULL OR model_name = @model_name)
+  ),
   truth_by_prediction AS (
     SELECT prediction_id, label_value, label_class
     FROM `{{ ground_truth }}`
-    WHERE timestamp >= @window_start AND prediction_id IS NOT NULL
+    WHERE timestamp >= @horizon_start AND prediction_id IS NOT NULL
     QUALIFY ROW_NUMBER() OVER (PARTITION BY prediction_id ORDER BY timestamp DESC) = 1
   ),
   truth_by_entity AS (
     SELECT entity_id, timestamp, label_value, label_class
     FROM `{{ ground_truth }}`
-    WHERE timestamp >= @window_start AND prediction_id IS NULL AND entity_id IS NOT NULL
+    WHERE timestamp >= @horizon_start AND prediction_id IS NULL AND entity_id IS NOT NULL
   ),
   labelled AS (
-    SELECT p.model_name, p.model_version, p.prediction, p.prediction_label, g.label_value, g.label_class
-    FROM current_rows AS p
+    SELECT p.model_name, p.model_version, p.timestamp, p.prediction, p.prediction_label, g.label_value, g.label_class
+    FROM scored_rows AS p
     JOIN truth_by_prediction AS g ON g.prediction_id = p.prediction_id
     UNION ALL
-    SELECT model_name, model_version, prediction, prediction_label, label_value, label_class
+    SELECT model_name, model_version, timestamp, prediction, prediction_label, label_value, label_class
     FROM (
       SELECT
-        p.model_name, p.model_version, p.prediction, p.prediction_label, g.label_value, g.label_class,
+        p.model_name, p.model_version, p.timestamp, p.prediction, p.prediction_label, g.label_value, g.label_class,
         ROW_NUMBER() OVER (
           PARTITION BY p.model_name, g.entity_id, g.timestamp, g.label_value, g.label_class
           ORDER BY p.timestamp DESC, p.prediction_id
         ) AS recency
       FROM truth_by_entity AS g
-      JOIN current_rows AS p ON p.entity_id = g.entity_id
+      JOIN scored_rows AS p ON p.entity_id = g.entity_id
       WHERE p.timestamp <= g.timestamp
     )
     WHERE recency = 1
   ),
+  classes AS (
+    SELECT
+      model_name, model_version, timestamp, prediction, label_value,
+      {{ predicted_class }} AS predicted_class,
+      {{ actual_class }} AS actual_class
+    FROM labelled
+  ),
+  positives AS (
+    SELECT
+      *,
+      CASE
+        WHEN @positive_class IS NULL THEN NULL
+        WHEN predicted_class IS NOT NULL THEN predicted_class = @positive_class
+        ELSE prediction >= @decision_threshold
+      END AS predicted_positive,
+      actual_class = @positive_class AS actual_positive
+    FROM classes
+  ),
   outcomes AS (
     SELECT
       model_name, model_version,
+      RANGE_BUCKET(UNIX_MICROS(timestamp), e.edges) AS interval_index,
       prediction - label_value AS error,
       CASE
-        WHEN predicted_class IS NULL OR actual_class IS NULL THEN NULL
-        WHEN predicted_class = actual_class THEN 1.0
-        ELSE 0.0
-      END AS correct
-    FROM (
-      SELECT
-        model_name, model_version, prediction, label_value,
-        COALESCE(prediction_label, IF(prediction >= @decision_threshold, '1', '0')) AS predicted_class,
-        COALESCE(label_class, CAST(CAST(label_value AS INT64) AS STRING)) AS actual_class
-      FROM labelled
-    )
+        WHEN actual_class IS NULL THEN NULL
+        WHEN predicted_class IS NOT NULL THEN IF(predicted_class = actual_class, 1, 0)
+        WHEN predicted_positive IS NOT NULL THEN IF(predicted_positive = actual_positive, 1, 0)
+      END AS correct,
+      predicted_positive, actual_positive,
+      IF(actual_positive IS NOT NULL AND prediction >= 0 AND prediction <= 1,
+         -LN(IF(actual_positive, GREATEST(prediction, 1e-15), GREATEST(1 - prediction, 1e-15))),
+         NULL) AS log_loss
+    FROM positives CROSS JOIN edges AS e
+  ),
+  interval_sums AS (
+    SELECT
+      model_name, model_version, interval_index,
+      COUNT(error) AS n_error, SUM(ABS(error)) AS abs_error, SUM(error * error) AS squared_error,
+      COUNT(correct) AS n_class, SUM(correct) AS n_correct,
+      COUNTIF(predicted_positive AND actual_positive) AS tp,
+      COUNTIF(predicted_positive AND NOT actual_positive) AS fp,
+      COUNTIF(NOT predicted_positive AND actual_positive) AS fn,
+      COUNT(log_loss) AS n_log_loss, SUM(log_loss) AS log_loss
+    FROM outcomes
+    GROUP BY model_name, model_version, interval_index
+  ),
+  window_sums AS (
+    SELECT w.window_start, w.window_end, s.model_name, s.model_version,
+           SUM(n_error) AS n_error, SUM(abs_error) AS abs_error, SUM(squared_error) AS squared_error,
+           SUM(n_class) AS n_class, SUM(n_correct) AS n_correct, SUM(tp) AS tp, SUM(fp) AS fp, SUM(fn) AS fn,
+           SUM(n_log_loss) AS n_log_loss, SUM(log_loss) AS log_loss
+    FROM window_intervals AS w
+    JOIN interval_sums AS s ON s.interval_index BETWEEN w.first_interval AND w.last_interval
+    GROUP BY w.window_start, w.window_end, s.model_name, s.model_version
+  ),
+  all_versions AS (
+    SELECT * FROM window_sums
+    UNION ALL
+    SELECT window_start, window_end, model_name, CAST(NULL AS STRING),
+           SUM(n_error), SUM(abs_error), SUM(squared_error), SUM(n_class), SUM(n_correct), SUM(tp), SUM(fp), SUM(fn),
+           SUM(n_log_loss), SUM(log_loss)
+    FROM window_sums
+    GROUP BY window_start, window_end, model_name
   ),
   quality AS (
-    SELECT model_name, model_version, AVG(ABS(error)) AS mae, SQRT(AVG(error * error)) AS rmse, AVG(correct) AS accuracy
-    FROM outcomes
-    GROUP BY model_name, model_version
-    UNION ALL
-    SELECT model_name, CAST(NULL AS STRING), AVG(ABS(error)), SQRT(AVG(error * error)), AVG(correct)
-    FROM outcomes
-    GROUP BY model_name
+    SELECT
+      window_start, window_end, model_name, model_version,
+      SAFE_DIVIDE(abs_error, n_error) AS mae,
+      SQRT(SAFE_DIVIDE(squared_error, n_error)) AS rmse,
+      SAFE_DIVIDE(n_correct, n_class) AS accuracy,
+      SAFE_DIVIDE(tp, tp + fp) AS precision_value,
+      SAFE_DIVIDE(tp, tp + fn) AS recall_value,
+      SAFE_DIVIDE(log_loss, n_log_loss) AS log_loss
+    FROM all_versions
   ),
   volume AS (
     SELECT model_name, model_version, COUNT(*) AS n
@@ -248,23 +352,40 @@ USING (
   ),
 
   metrics AS (
-    SELECT model_name, CAST(NULL AS STRING) AS model_version, feature, 'psi' AS metric_type, value FROM psi
+    SELECT @window_start AS window_start, @window_end AS window_end, model_name,
+           CAST(NULL AS STRING) AS model_version, feature, 'psi' AS metric_type, value
+    FROM psi
     UNION ALL
-    SELECT model_name, CAST(NULL AS STRING), feature, 'ks', value FROM ks
+    SELECT @window_start, @window_end, model_name, CAST(NULL AS STRING), feature, 'ks', value FROM ks
     UNION ALL
-    SELECT c.model_name, CAST(NULL AS STRING), c.feature, 'mean_shift', SAFE_DIVIDE(c.mean - r.mean, r.stddev)
+    SELECT @window_start, @window_end, c.model_name, CAST(NULL AS STRING), c.feature, 'mean_shift',
+           SAFE_DIVIDE(c.mean - r.mean, r.stddev)
     FROM current_stats AS c JOIN reference_stats AS r ON r.feature = c.feature
     WHERE c.kind = 'numeric'
     UNION ALL
-    SELECT model_name, CAST(NULL AS STRING), feature, 'null_rate', nulls / n FROM current_stats
+    SELECT @window_start, @window_end, model_name, CAST(NULL AS STRING), feature, 'null_rate', nulls / n
+    FROM current_stats
     UNION ALL
-    SELECT model_name, model_version, CAST(NULL AS STRING), 'mae', mae FROM quality WHERE @task_type = 'regression'
+    SELECT window_start, window_end, model_name, model_version, CAST(NULL AS STRING), 'mae', mae
+    FROM quality WHERE @task_type = 'regression'
     UNION ALL
-    SELECT model_name, model_version, CAST(NULL AS STRING), 'rmse', rmse FROM quality WHERE @task_type = 'regression'
+    SELECT window_start, window_end, model_name, model_version, CAST(NULL AS STRING), 'rmse', rmse
+    FROM quality WHERE @task_type = 'regression'
     UNION ALL
-    SELECT model_name, model_version, CAST(NULL AS STRING), 'accuracy', accuracy FROM quality WHERE @task_type = 'classification'
+    SELECT window_start, window_end, model_name, model_version, CAST(NULL AS STRING), 'accuracy', accuracy
+    FROM quality WHERE @task_type = 'classification'
     UNION ALL
-    SELECT model_name, model_version, CAST(NULL AS STRING), 'volume', CAST(n AS FLOAT64) FROM volume
+    SELECT window_start, window_end, model_name, model_version, CAST(NULL AS STRING), 'precision', precision_value
+    FROM quality WHERE @task_type = 'classification'
+    UNION ALL
+    SELECT window_start, window_end, model_name, model_version, CAST(NULL AS STRING), 'recall', recall_value
+    FROM quality WHERE @task_type = 'classification'
+    UNION ALL
+    SELECT window_start, window_end, model_name, model_version, CAST(NULL AS STRING), 'log_loss', log_loss
+    FROM quality WHERE @task_type = 'classification'
+    UNION ALL
+    SELECT @window_start, @window_end, model_name, model_version, CAST(NULL AS STRING), 'volume', CAST(n AS FLOAT64)
+    FROM volume
   ),
   thresholded AS (
     SELECT
@@ -277,14 +398,17 @@ USING (
         WHEN 'mae' THEN @mae_threshold
         WHEN 'rmse' THEN @rmse_threshold
         WHEN 'accuracy' THEN @accuracy_threshold
+        WHEN 'precision' THEN @precision_threshold
+        WHEN 'recall' THEN @recall_threshold
+        WHEN 'log_loss' THEN @log_loss_threshold
         WHEN 'volume' THEN @volume_threshold
       END AS threshold
     FROM metrics
     WHERE value IS NOT NULL AND NOT IS_NAN(value)
   )
   SELECT
-    @window_start AS window_start,
-    @window_end AS window_end,
+    window_start,
+    window_end,
     CURRENT_TIMESTAMP() AS computed_at,
     model_name,
     model_version,
@@ -294,17 +418,21 @@ USING (
     threshold,
     CASE
       WHEN threshold IS NULL THEN NULL
-      WHEN metric_type IN ('accuracy', 'volume') THEN value < threshold
+      WHEN metric_type IN ({{ lower_is_worse }}) THEN value < threshold
       WHEN metric_type = 'mean_shift' THEN ABS(value) >= threshold
       ELSE value >= threshold
     END AS drift_detected
   FROM thresholded
 ) AS source
 ON FALSE
+-- What this run replaces: every row of its window (and model), and the quality rows of the re-scored windows.
 WHEN NOT MATCHED BY SOURCE
-  AND target.window_start = @window_start
-  AND target.window_end = @window_end
-  AND (@model_name IS NULL OR target.model_name = @model_name)
+  AND (
+    (target.window_start = @window_start AND target.window_end = @window_end
+     AND (@model_name IS NULL OR target.model_name = @model_name))
+    OR ({{ rescored_target }} AND target.window_start >= @horizon_start
+        AND target.metric_type IN ({{ quality_metrics }}))
+  )
   THEN DELETE
 WHEN NOT MATCHED BY TARGET THEN
   INSERT (window_start, window_end, computed_at, model_name, model_version, feature, metric_type, value, threshold, drift_detected)
