@@ -161,7 +161,28 @@ def local_settings(project=None, inventory=None):
 
     return {"project": values["mlops_gcp_project"], "dataset": render(values["mlops_bigquery_dataset"]),
             "bucket": render(values["mlops_mlflow_artifacts_bucket"]), "model_name": render(values["mlops_model_name"]),
-            "model_alias": render(values["mlops_model_alias"])}
+            "model_alias": render(values["mlops_model_alias"]),
+            # What the serving API must know to serve the inventory's own model (see serving_declarations).
+            "label": values.get("mlops_label") or {}, "features": values.get("mlops_features") or []}
+
+
+REGRESSION_LABEL_TYPES = ("FLOAT", "FLOAT64", "NUMERIC", "BIGNUMERIC")
+
+
+def serving_declarations(settings):
+    """The variables the serving role gives the API from mlops_label and mlops_features (roles/serving/tasks/main.yml,
+    serving_label_task in its defaults): without them a classifier of the inventory would be served without its
+    declared classes and positive class, and its categories only from the model's encoders."""
+    label, features = settings.get("label") or {}, settings.get("features") or []
+    label_type = str(label.get("type") or "")
+    task = label.get("task") or (("regression" if label_type.upper() in REGRESSION_LABEL_TYPES else "classification")
+                                 if label_type else "auto")
+    positive = label.get("positive_class")
+    return {"MODEL_TASK": task, "MODEL_LABEL_TYPE": label_type,
+            "MODEL_POSITIVE_CLASS": "" if positive is None else str(positive).lower() if isinstance(positive, bool)
+            else str(positive),
+            "MODEL_CLASSES": "" if label.get("classes") is None else json.dumps(label["classes"]),
+            "MODEL_FEATURES": json.dumps(features)}
 
 
 def url_of(name):
@@ -281,16 +302,22 @@ def start_mlflow(state_dir, settings):
     return process
 
 
-def start_serving(state_dir, settings):
-    """The serving API on the inventory's model; it follows the alias (a new version is served within 10 s)."""
+def serving_env(settings):
+    """What the serving role gives the Cloud Run service, pointed at the local MLflow and BigQuery emulator."""
     env = clean_env("MLFLOW_", "MODEL_", "LOG_", "BIGQUERY_")
     env.update({"PYTHONPATH": str(SERVING_DIR), "PORT": str(LOCAL_PORTS["serving"]), "HOST": "127.0.0.1",
                 "MLFLOW_TRACKING_URI": url_of("mlflow"), "MODEL_NAME": settings["model_name"],
                 "MODEL_ALIAS": settings["model_alias"], "MODEL_POLL_INTERVAL": "10",
                 "BIGQUERY_PROJECT": settings["project"], "BIGQUERY_DATASET": settings["dataset"],
                 "BIGQUERY_API_ENDPOINT": url_of("bigquery")})
+    env.update(serving_declarations(settings))
+    return env
+
+
+def start_serving(state_dir, settings):
+    """The serving API on the inventory's model; it follows the alias (a new version is served within 10 s)."""
     log_path = state_dir / "serving.log"
-    process = spawn([sys.executable, "-m", "mlops_serving"], env, log_path)
+    process = spawn([sys.executable, "-m", "mlops_serving"], serving_env(settings), log_path)
     if not wait_http(url_of("serving") + "/health", process, log_path, 120):
         stop_process(process.pid)
         raise RuntimeError("the serving API did not answer /health within 120s; see %s" % log_path)
