@@ -6,9 +6,7 @@ BIN := $(VENV)/bin
 PY := $(BIN)/python
 LINK := .build/collections/ansible_collections/deployml/mlops
 SERVICES := $(PY) -m tests.standins.services
-# The worked example, configured by what site.yml wrote for inventories/local (project, dataset, endpoints).
 OUTPUTS := $(CURDIR)/outputs
-EXAMPLE := set -a && . $(OUTPUTS)/local.env && set +a && $(PY) -m examples.diabetes_progression
 # Molecule and ansible-test call ansible-* commands by name: the venv's must come first.
 export PATH := $(abspath $(BIN)):$(PATH)
 
@@ -53,22 +51,29 @@ $(LINK):
 
 # The pipeline on this machine: emulators, PostgreSQL and MLflow, the resources site.yml creates, the worked
 # example (trains, registers, predicts, drift), the serving API on :8080. Services already up are reused.
-# `make local INVENTORY=path/to/inventory` runs site.yml on an inventory of your own (mlops_target: local, the
-# endpoints as in inventories/local) and serves its mlops_model_name@mlops_model_alias; the worked example runs
-# only on inventories/local (register your model in MLflow at http://127.0.0.1:5000 instead).
+# `make local INVENTORY=path/to/inventory` runs site.yml on another inventory (mlops_target: local, the endpoints as
+# in inventories/local) and serves its mlops_model_name@mlops_model_alias: examples/churn/inventory runs the
+# churn classifier example; with one of your own, register your model in MLflow at http://127.0.0.1:5000.
 INVENTORY ?= inventories/local
+# The worked example that goes with the inventory (module, environment), configured by what site.yml wrote to
+# outputs/<env>.env (project, dataset, endpoints, model); an inventory of your own has none.
+EXAMPLE_FOR_inventories/local := examples.diabetes_progression local
+EXAMPLE_FOR_examples/churn/inventory := examples.churn churn-local
+EXAMPLE_SPEC := $(EXAMPLE_FOR_$(patsubst %/,%,$(INVENTORY)))
+EXAMPLE := $(if $(EXAMPLE_SPEC),set -a && . $(OUTPUTS)/$(word 2,$(EXAMPLE_SPEC)).env && set +a && \
+	$(PY) -m $(word 1,$(EXAMPLE_SPEC)),echo "no worked example for $(INVENTORY): register your model in MLflow")
 SERVICES_OF := $(SERVICES) --dir .local --inventory $(INVENTORY)
 DASHBOARDS := $(PY) -m tests.standins.dashboards render --dir .local --inventory $(INVENTORY)
 local: venv collection
 	$(SERVICES_OF) start --services bigquery,storage,postgres,mlflow
 	$(BIN)/ansible-playbook site.yml -i $(INVENTORY) -e mlops_outputs_dir=$(OUTPUTS)
-	$(if $(filter inventories/local inventories/local/,$(INVENTORY)),$(EXAMPLE),echo "(the worked example runs only on inventories/local)")
+	$(EXAMPLE)
 	$(SERVICES_OF) start --services serving
 	$(DASHBOARDS)
 	@echo "--- what is running and what the pipeline created (stop everything with: make local-stop) ---"
 	@$(SERVICES_OF) summary
 
-# The worked example against the local services (run `make local` first; it runs the example too).
+# The inventory's worked example against the local services (run `make local` first; it runs the example too).
 example: venv
 	$(EXAMPLE)
 

@@ -74,3 +74,17 @@ def test_an_unreadable_inventory_is_named(tmp_path):
     broken.write_text("all: [not, a, mapping\n")
     with pytest.raises(RuntimeError, match="cannot read inventory %s" % re.escape(str(broken))):
         services.local_settings(inventory=broken)
+
+
+def test_a_serving_api_started_for_another_inventory_is_not_reused(tmp_path):
+    """make local INVENTORY=... after make local: the running API serves the other model, so it is restarted."""
+    mine = tmp_path / "mine.yml"
+    mine.write_text("all:\n  vars:\n    mlops_target: local\n    mlops_gcp_project: local-project\n"
+                    "    mlops_gcp_region: us-central1\n    mlops_model_name: churn\n")
+    default = services.local_settings()
+    state = tmp_path / "state"
+    state.mkdir()
+    assert services.serves_other_settings(state, default), "nothing recorded: not known to be ours"
+    (state / "serving.settings.json").write_text(json.dumps(services.serving_settings(default)))
+    assert not services.serves_other_settings(state, default)
+    assert services.serves_other_settings(state, services.local_settings(inventory=mine))

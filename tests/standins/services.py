@@ -314,10 +314,22 @@ def serving_env(settings):
     return env
 
 
+def serving_settings(settings):
+    """What makes a running serving API the one an inventory wants (its env minus this process's own)."""
+    return {key: value for key, value in serving_env(settings).items() if key.startswith(("MODEL_", "BIGQUERY_"))}
+
+
+def serves_other_settings(state_dir, settings):
+    """Whether the serving API running was started for another inventory (or by an older version of this file)."""
+    recorded = state_dir / "serving.settings.json"
+    return not recorded.exists() or json.loads(recorded.read_text()) != serving_settings(settings)
+
+
 def start_serving(state_dir, settings):
     """The serving API on the inventory's model; it follows the alias (a new version is served within 10 s)."""
     log_path = state_dir / "serving.log"
     process = spawn([sys.executable, "-m", "mlops_serving"], serving_env(settings), log_path)
+    (state_dir / "serving.settings.json").write_text(json.dumps(serving_settings(settings), sort_keys=True))
     if not wait_http(url_of("serving") + "/health", process, log_path, 120):
         stop_process(process.pid)
         raise RuntimeError("the serving API did not answer /health within 120s; see %s" % log_path)
@@ -380,10 +392,14 @@ def cli_start(state_dir, project, names=EMULATORS, model_name=None, inventory=No
         pid_file = state_dir / ("%s.pid" % name)
         url = url_of(name)
         if pid_file.exists():
-            if http_ok(health_url(name)):
+            other = name == "serving" and serves_other_settings(state_dir, settings)
+            if http_ok(health_url(name)) and not other:
                 print("%s already running at %s" % (name, url))
                 continue
-            stop_service(name, pid_file)  # hung, or stale: start it again
+            if other:
+                print("serving runs another inventory's model: restarting it for %(model_name)s@%(model_alias)s"
+                      % settings)
+            stop_service(name, pid_file)  # hung, stale, or serving another inventory: start it again
         if port_in_use(LOCAL_PORTS[name]):
             raise RuntimeError("cannot start %s: port %d is taken by another process (stop it, e.g. `make local-stop`)"
                                % (name, LOCAL_PORTS[name]))
