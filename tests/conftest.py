@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import uuid
 from pathlib import Path
 
@@ -22,6 +23,9 @@ if not LINK.exists():  # a fresh checkout: make the collection importable by its
     LINK.symlink_to(os.path.relpath(ROOT, LINK.parent))
 sys.path.insert(0, str(COLLECTIONS))
 sys.path.insert(0, str(ROOT))
+# site.yml writes its outputs (<env>.env/.json) where MLOPS_OUTPUTS_DIR says: one directory per test process, so
+# tests running site.yml on the same inventory in parallel never rewrite each other's file (nor the checkout's).
+os.environ.setdefault("MLOPS_OUTPUTS_DIR", tempfile.mkdtemp(prefix="mlops-outputs-"))
 
 from tests.standins import services  # noqa: E402
 from tests.standins.recorder import RecordingProxy  # noqa: E402
