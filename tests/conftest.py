@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-import tempfile
 import uuid
 from pathlib import Path
 
@@ -23,12 +22,23 @@ if not LINK.exists():  # a fresh checkout: make the collection importable by its
     LINK.symlink_to(os.path.relpath(ROOT, LINK.parent))
 sys.path.insert(0, str(COLLECTIONS))
 sys.path.insert(0, str(ROOT))
-# site.yml writes its outputs (<env>.env/.json) where MLOPS_OUTPUTS_DIR says: one directory per test process, so
-# tests running site.yml on the same inventory in parallel never rewrite each other's file (nor the checkout's).
-os.environ.setdefault("MLOPS_OUTPUTS_DIR", tempfile.mkdtemp(prefix="mlops-outputs-"))
 
 from tests.standins import services  # noqa: E402
 from tests.standins.recorder import RecordingProxy  # noqa: E402
+
+
+@pytest.fixture(scope="session", autouse=True)
+def outputs_dir(tmp_path_factory):
+    """site.yml writes its outputs (<env>.env/.json) where MLOPS_OUTPUTS_DIR says: a directory per test process
+    (a fixture, not an import-time setting, which xdist's workers would inherit from the controller), so tests
+    running site.yml on the same inventory in parallel never rewrite each other's file, nor the checkout's."""
+    previous = os.environ.get("MLOPS_OUTPUTS_DIR")
+    os.environ["MLOPS_OUTPUTS_DIR"] = str(tmp_path_factory.mktemp("outputs"))
+    yield Path(os.environ["MLOPS_OUTPUTS_DIR"])
+    if previous is None:
+        os.environ.pop("MLOPS_OUTPUTS_DIR")
+    else:
+        os.environ["MLOPS_OUTPUTS_DIR"] = previous
 
 
 @pytest.fixture(scope="session")
