@@ -69,3 +69,79 @@ def schema_errors(fields, path=""):
         elif field.get("fields"):
             errors.append("%s: only RECORD columns have fields" % where)
     return errors
+
+
+# Query parameter types by Python type; bool before int (a bool is an int in Python).
+PARAMETER_TYPES = ((bool, "BOOL"), (int, "INT64"), (float, "FLOAT64"), (str, "STRING"))
+# How long one jobs.query / getQueryResults call may hold the connection before answering jobComplete=false.
+QUERY_WAIT_MS = 10000
+
+
+def _parameter_type(value):
+    for python_type, bigquery_type in PARAMETER_TYPES:
+        if isinstance(value, python_type):
+            return bigquery_type
+    raise TypeError("no BigQuery query parameter type for %r" % (value,))
+
+
+def query_parameter(name, value):
+    """A named query parameter (jobs.query's QueryParameter) for a scalar or a list of scalars of one type."""
+    if isinstance(value, (list, tuple)):
+        element = _parameter_type(value[0]) if value else "STRING"
+        return {"name": name, "parameterType": {"type": "ARRAY", "arrayType": {"type": element}},
+                "parameterValue": {"arrayValues": [{"value": str(v)} for v in value]}}
+    return {"name": name, "parameterType": {"type": _parameter_type(value)},
+            "parameterValue": {"value": str(value).lower() if isinstance(value, bool) else str(value)}}
+
+
+def _cell(field, value):
+    """A cell of a query result (every scalar comes as a string) in the field's Python type."""
+    if value is None:
+        return None
+    if field.get("mode") == "REPEATED":
+        return [_cell(dict(field, mode="NULLABLE"), item["v"]) for item in value]
+    kind = canonical_type(field.get("type"))
+    if kind == "RECORD":
+        return {sub["name"]: _cell(sub, cell["v"]) for sub, cell in zip(field["fields"], value["f"])}
+    if kind == "INTEGER":
+        return int(value)
+    if kind == "FLOAT":
+        return float(value)
+    if kind == "BOOLEAN":
+        return value.lower() == "true"
+    return value
+
+
+def query(client, project, sql, parameters=None, location=None):
+    """Rows of a standard SQL query, as dicts. Waits for the job and follows the result pages."""
+    resource = "projects/%s/queries" % project
+    body = {"query": sql, "useLegacySql": False, "timeoutMs": QUERY_WAIT_MS, "parameterMode": "NAMED",
+            "queryParameters": [query_parameter(name, value) for name, value in sorted((parameters or {}).items())]}
+    if location:
+        body["location"] = location
+    page = client.request("POST", "bigquery", "/bigquery/v2/%s" % resource, resource=resource, body=body)
+    job = page.get("jobReference") or {}
+    results = "/bigquery/v2/projects/%s/queries/%s" % (project, job.get("jobId"))
+    params = {"timeoutMs": QUERY_WAIT_MS, "location": job.get("location") or location}
+    page = client.wait(lambda: page if page.get("jobComplete") else client.request(
+        "GET", "bigquery", results, resource=resource, params=params), lambda p: p.get("jobComplete"),
+        resource=resource)
+    rows = []
+    while True:
+        fields = (page.get("schema") or {}).get("fields") or []
+        rows += [{f["name"]: _cell(f, cell["v"]) for f, cell in zip(fields, row["f"])} for row in page.get("rows") or []]
+        if not page.get("pageToken"):
+            return rows
+        page = client.request("GET", "bigquery", results, resource=resource,
+                              params=dict(params, pageToken=page["pageToken"]))
+
+
+def insert_rows(client, project, dataset, table, rows, insert_ids):
+    """Stream rows into a table (tabledata.insertAll); an insert ID makes a retried row land once."""
+    path = table_path(project, dataset, table) + "/insertAll"
+    resource = "projects/%s/datasets/%s/tables/%s" % (project, dataset, table)
+    answer = client.request("POST", "bigquery", path, resource=resource, body={
+        "rows": [{"insertId": insert_id, "json": row} for insert_id, row in zip(insert_ids, rows)]})
+    return [("row %d: %s" % (e.get("index", 0), "; ".join(
+        "%s%s" % (x.get("location") + ": " if x.get("location") else "", x.get("message") or x.get("reason"))
+        for x in e.get("errors") or []))) for e in answer.get("insertErrors") or []]

@@ -59,6 +59,20 @@ options:
         description: How much worse the candidate may be, as a fraction of the current value (V(0.02) is 2%).
         type: float
         default: 0
+      source:
+        description:
+          - Where the values come from. V(run) is the metric logged on the version's run. V(live) is the quality
+            measured on live traffic, from O(live_quality), named as the drift job names it (V(rmse), V(accuracy)).
+          - A candidate without a live value (it never served next to the current version) is not refused for it.
+        type: str
+        choices: [run, live]
+        default: run
+  live_quality:
+    description:
+      - Version number to live metric name to value, as M(deployml.mlops.model_quality_info) returns it in
+        RV(deployml.mlops.model_quality_info#module:versions), for the metrics with O(metrics[].source=live).
+    type: dict
+    default: {}
 extends_documentation_fragment:
   - deployml.mlops.mlflow
 attributes:
@@ -130,6 +144,9 @@ candidate:
     metrics:
       description: The latest value of each metric logged on the run.
       type: dict
+    tags:
+      description: The version's tags (a promotion records itself in C(promotion.*) tags).
+      type: dict
   sample: {version: "8", run_id: 0c2b4d6e8f0a4b1c9d3e5f7a9b1c3d5e, metrics: {test_rmse: 56.3, test_mae: 44.0}}
 current:
   description: The version the alias points at now, with its run's metrics; empty when the alias points nowhere.
@@ -144,6 +161,9 @@ comparison:
   contains:
     metric:
       description: The metric's name.
+      type: str
+    source:
+      description: V(run) or V(live).
       type: str
     goal:
       description: V(minimize) or V(maximize).
@@ -161,7 +181,8 @@ comparison:
       description: How much worse the candidate may be on this metric (V(null) when there is nothing to compare).
       type: float
     verdict:
-      description: V(better), V(equal), V(within tolerance), V(worse), V(missing) or V(no current value).
+      description: >-
+        V(better), V(equal), V(within tolerance), V(worse), V(missing), V(no current value) or V(not served live).
       type: str
 table:
   description: RV(comparison) as aligned text lines with a header, for people.
@@ -185,7 +206,8 @@ def with_metrics(client, version):
     if not version.get("run_id"):
         raise ResourceError("version %s of registered model %s was not registered from a run, so it has no metrics "
                             "to compare" % (version["version"], version["name"]))
-    return dict(version=version["version"], run_id=version["run_id"], metrics=run_metrics(client, version["run_id"]))
+    return dict(version=version["version"], run_id=version["run_id"], metrics=run_metrics(client, version["run_id"]),
+                tags=version.get("tags") or {})
 
 
 def candidate_of(client, params):
@@ -212,7 +234,9 @@ def run(module):
     candidate = with_metrics(client, candidate_of(client, p))
     holder = version_by_alias(client, p["name"], p["alias"])
     current = with_metrics(client, holder) if holder is not None else {}
-    decision, rows = compare(candidate["metrics"], current.get("metrics"), p["metrics"])
+    live = p["live_quality"] or {}
+    decision, rows = compare(candidate["metrics"], current.get("metrics"), p["metrics"],
+                             live.get(candidate["version"]), live.get(current.get("version")))
     if current and current["version"] == candidate["version"]:
         decision = "unchanged"
     current_label = "%s v%s" % (p["alias"], current["version"]) if current else "%s (none)" % p["alias"]
@@ -233,7 +257,9 @@ def main():
                 goal=dict(type="str", choices=["minimize", "maximize"], required=True),
                 tolerance=dict(type="float", default=0),
                 relative_tolerance=dict(type="float", default=0),
+                source=dict(type="str", choices=["run", "live"], default="run"),
             )),
+            live_quality=dict(type="dict", default={}),
         ),
         mutually_exclusive=[("candidate_version", "candidate_alias")],
         required_one_of=[("candidate_version", "candidate_alias")],

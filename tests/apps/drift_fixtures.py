@@ -85,14 +85,18 @@ def client_for(url):
                            client_options=ClientOptions(api_endpoint=url))
 
 
+def schema_field(column):
+    """A column of the role's schema as a SchemaField, its nested fields included (a RECORD without them is refused)."""
+    return bigquery.SchemaField(column["name"], column["type"], mode=column.get("mode", "NULLABLE"),
+                                fields=[schema_field(field) for field in column.get("fields", ())])
+
+
 def create_dataset(client, dataset_id):
-    """A fresh dataset holding the four mlops tables with the role's schemas and partitioning."""
+    """A fresh dataset holding the mlops tables with the role's schemas and partitioning."""
     client.create_dataset(bigquery.Dataset("%s.%s" % (PROJECT, dataset_id)), retry=None, timeout=TIMEOUT)
     for table_id, (columns, partition_field) in table_schemas().items():
-        table = bigquery.Table("%s.%s.%s" % (PROJECT, dataset_id, table_id), schema=[
-            bigquery.SchemaField(column["name"], column["type"], mode=column.get("mode", "NULLABLE"))
-            for column in columns
-        ])
+        table = bigquery.Table("%s.%s.%s" % (PROJECT, dataset_id, table_id),
+                               schema=[schema_field(column) for column in columns])
         table.time_partitioning = bigquery.TimePartitioning(type_=bigquery.TimePartitioningType.DAY, field=partition_field)
         client.create_table(table, retry=None, timeout=TIMEOUT)
 
@@ -135,6 +139,8 @@ class Synthetic:
     monthly_charges drawn like the reference (no drift), total_charges N(2600, 500) (drift),
     contract_type 30 % month_to_month / 60 % one_year / 10 % an unseen "three_year" (drift, with an empty
     bin on each side), support_tickets_90d missing, null or not a number in 20 % of the rows.
+    Every prediction is the champion's; churn's are logged with served NULL (as before shadow mode existed),
+    charges' with served true.
     Model "charges" (a regressor) gets predictions from the reference distributions. Predictions just
     outside the window (start - 1 s, and end, which is exclusive) carry extreme values.
     Ground truth: by prediction_id (an older, contradicting outcome is superseded by the latest), by
@@ -188,13 +194,13 @@ class Synthetic:
         self._offline_rows(shifted, self._times(REFERENCE[0], REFERENCE[1], 300), "test")
         self._offline_rows(shifted, self._times(REFERENCE[0] - datetime.timedelta(days=20), REFERENCE[0], 300), "train")
 
-    def _prediction(self, model, version, when, features, prediction, label=None):
+    def _prediction(self, model, version, when, features, prediction, label=None, served=None):
         prediction_id = "%s-%d" % (model, len(self.predictions))
         self.predictions.append({
             "prediction_id": prediction_id, "entity_id": "ent-" + prediction_id, "timestamp": timestamp(when),
             "model_name": model, "model_version": version, "model_alias": "champion",
             "features": json.dumps(features), "prediction": prediction, "prediction_label": label,
-            "latency_ms": float(self.rng.gamma(2.0, 4.0)),
+            "latency_ms": float(self.rng.gamma(2.0, 4.0)), "served": served,
         })
         return self.predictions[-1]
 
@@ -253,7 +259,7 @@ class Synthetic:
         errors = []
         for i, when in enumerate(times):
             prediction = float(self.rng.normal(100.0, 30.0))
-            row = self._prediction("charges", "1", when, self._feature_object(features, i), prediction)
+            row = self._prediction("charges", "1", when, self._feature_object(features, i), prediction, served=True)
             if i % 4 == 3:
                 continue
             actual = prediction + float(self.rng.normal(0.0, 5.0))

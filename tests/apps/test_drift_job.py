@@ -199,6 +199,9 @@ def test_classification_quality_and_volume(seeded):
         assert rows[(version, None, "accuracy")]["value"] == pytest.approx(np.mean(subset), **TIGHT)
         assert rows[(version, None, "volume")]["value"] == count
     assert rows[(None, None, "volume")]["value"] == sum(data.churn["versions"].values())
+    # Every prediction went through the champion alias: per-version rows carry it, the rest has none.
+    for (version, feature, metric), row in rows.items():
+        assert row["model_alias"] == ("champion" if version else None), (version, feature, metric)
     assert not any(metric in ("mae", "rmse") for _v, _f, metric in rows), "regression metrics for a classifier"
     assert "9" not in {version for version, _f, _m in rows}, "predictions outside the window were counted"
 
@@ -211,6 +214,7 @@ def test_regression_quality(seeded):
     rows = by_key(summary["rows"])
     errors = data.charges["errors"]
     assert len(errors) == 375  # 3 of every 4 predictions have an outcome, a third of them by entity only
+    assert rows[("1", None, "mae")]["model_alias"] == "champion"  # logged with served true, not null
     for version in (None, "1"):
         assert rows[(version, None, "mae")]["value"] == pytest.approx(float(np.mean(np.abs(errors))), **TIGHT)
         assert rows[(version, None, "rmse")]["value"] == pytest.approx(float(np.sqrt(np.mean(errors ** 2))), **TIGHT)

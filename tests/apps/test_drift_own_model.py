@@ -158,13 +158,15 @@ def test_the_job_needs_only_project_dataset_model_and_window(deployed, bigquery_
         "classification", "churned", "1", 30)
     written = window_rows(client, dataset)
     # Every metric written is printed, drifted or not.
-    printed = {(m["model_version"], m["feature"], m["metric_type"]): m["value"] for m in summary["metrics"]}
-    assert printed == {(r["model_version"], r["feature"], r["metric_type"]): r["value"] for r in written}
+    printed = {(m["model_version"], m["model_alias"], m["feature"], m["metric_type"]): m["value"]
+               for m in summary["metrics"]}
+    assert printed == {(r["model_version"], r["model_alias"], r["feature"], r["metric_type"]): r["value"]
+                       for r in written}
     assert {m["drift_detected"] for m in summary["metrics"]} >= {False, None}
     actual = np.array([row["label_value"] == 1.0 for row in outcomes])
     predicted = np.array([row["prediction"] >= 0.5 for row in predictions])
-    assert printed[(None, None, "accuracy")] == pytest.approx(float(np.mean(actual == predicted)), rel=1e-9)
-    assert printed[(None, None, "recall")] == pytest.approx(
+    assert printed[(None, None, None, "accuracy")] == pytest.approx(float(np.mean(actual == predicted)), rel=1e-9)
+    assert printed[(None, None, None, "recall")] == pytest.approx(
         float(np.sum(actual & predicted) / np.sum(actual)), rel=1e-9)
 
 

@@ -16,8 +16,8 @@ import numpy as np
 import pytest
 from google.cloud import bigquery
 
-from drift_fixtures import (DRIFT_JOB_DIR, PROJECT, TIMEOUT, client_for, import_drift_job, insert, query, table_schemas,
-                            timestamp)
+from drift_fixtures import (DRIFT_JOB_DIR, PROJECT, TIMEOUT, client_for, import_drift_job, insert, query, schema_field,
+                            table_schemas, timestamp)
 
 drift_job = import_drift_job()
 import drift_job.__main__ as drift_cli  # noqa: E402  pylint: disable=wrong-import-position,wrong-import-order
@@ -60,9 +60,8 @@ def make_dataset(client, dataset, label, description=None, retention_days=None):
     """The four tables with the bigquery role's schemas for FEATURES and `label`; `description` on offline_features."""
     client.create_dataset(bigquery.Dataset("%s.%s" % (PROJECT, dataset)), retry=None, timeout=TIMEOUT)
     for table_id, (columns, partition_field) in table_schemas(FEATURES, label).items():
-        table = bigquery.Table("%s.%s.%s" % (PROJECT, dataset, table_id), schema=[
-            bigquery.SchemaField(column["name"], column["type"], mode=column.get("mode", "NULLABLE"))
-            for column in columns])
+        table = bigquery.Table("%s.%s.%s" % (PROJECT, dataset, table_id),
+                               schema=[schema_field(column) for column in columns])
         table.time_partitioning = bigquery.TimePartitioning(
             type_=bigquery.TimePartitioningType.DAY, field=partition_field,
             expiration_ms=retention_days * 86400000 if retention_days and table_id == "predictions" else None)
@@ -185,8 +184,8 @@ def table_rows(client, dataset, window):
 
 
 def assert_unique(rows):
-    keys = [(row["window_start"], row["window_end"], row["model_name"], row["model_version"], row["feature"],
-             row["metric_type"]) for row in rows]
+    keys = [(row["window_start"], row["window_end"], row["model_name"], row["model_version"], row["model_alias"],
+             row["feature"], row["metric_type"]) for row in rows]
     assert len(keys) == len(set(keys)), "duplicate drift_metrics rows"
 
 

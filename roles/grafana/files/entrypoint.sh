@@ -14,6 +14,9 @@
 # The dashboards are copied from MLOPS_DASHBOARDS_SOURCE to MLOPS_DASHBOARDS_DIR (where the dashboard provider
 # reads them) with their hidden `dataset` constant set to MLOPS_BIGQUERY_DATASET (default mlops): the constant is
 # pasted into the panels' SQL, so it comes from the deployment, never from a viewer, and is checked here first.
+# The alert rules and contact points (MLOPS_ALERT_RULES, MLOPS_ALERT_NOTIFICATIONS: provisioning YAML or JSON the deployment
+# rendered from the inventory, holding ${VAR} references instead of secrets) are written to MLOPS_ALERTING_DIR, where
+# Grafana's alerting provisioning reads them; an unset variable writes no file.
 # Cloud Run's PORT becomes Grafana's HTTP port unless GF_SERVER_HTTP_PORT is set.
 # The command to run is the arguments (the image's CMD: /run.sh).
 set -eu
@@ -98,6 +101,16 @@ if [ -n "${MLOPS_DASHBOARDS_SOURCE:-}" ] && [ -n "${MLOPS_DASHBOARDS_DIR:-}" ]; 
         [ -e "$dashboard" ] || continue
         sed "s/\"query\": \"mlops\"/\"query\": \"$dataset\"/" "$dashboard" > "$MLOPS_DASHBOARDS_DIR/${dashboard##*/}"
     done
+fi
+
+if [ -n "${MLOPS_ALERTING_DIR:-}" ]; then
+    mkdir -p "$MLOPS_ALERTING_DIR"
+    if [ -n "${MLOPS_ALERT_RULES:-}" ]; then
+        printf '%s\n' "$MLOPS_ALERT_RULES" > "$MLOPS_ALERTING_DIR/mlops-rules.yaml"
+    fi
+    if [ -n "${MLOPS_ALERT_NOTIFICATIONS:-}" ]; then
+        printf '%s\n' "$MLOPS_ALERT_NOTIFICATIONS" > "$MLOPS_ALERTING_DIR/mlops-notifications.yaml"
+    fi
 fi
 
 [ "$#" -gt 0 ] || set -- /run.sh

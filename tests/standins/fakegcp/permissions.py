@@ -119,7 +119,12 @@ ROLES = {
         "bigquery.tables.getIamPolicy", "bigquery.tables.list", "bigquery.tables.export", "bigquery.models.getData",
         "bigquery.models.getMetadata", "bigquery.models.list", "bigquery.routines.get", "bigquery.routines.list"],
     "roles/bigquery.jobUser": PROJECT_READ + ["bigquery.jobs.create"],
-    # Logging (nothing the fake serves; listed so that granting them is accepted)
+    # Monitoring and Logging (nothing the fake serves; listed so that granting them is accepted)
+    "roles/monitoring.viewer": PROJECT_READ + [
+        "monitoring.timeSeries.list", "monitoring.metricDescriptors.get", "monitoring.metricDescriptors.list",
+        "monitoring.monitoredResourceDescriptors.get", "monitoring.monitoredResourceDescriptors.list",
+        "monitoring.dashboards.get", "monitoring.dashboards.list", "monitoring.alertPolicies.get",
+        "monitoring.alertPolicies.list"],
     "roles/logging.logWriter": ["logging.logEntries.create", "logging.logEntries.route"],
     "roles/logging.viewer": PROJECT_READ + ["logging.logEntries.list", "logging.logs.list", "logging.buckets.get",
                                             "logging.buckets.list", "logging.views.get", "logging.views.list"],

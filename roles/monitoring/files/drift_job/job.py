@@ -571,7 +571,9 @@ def _context(config, client, rescore, check_task, timeout, retry):
 
 
 def _compact(row, with_window=False):
-    keys = ("model_name", "model_version", "feature", "metric_type", "value", "threshold", "drift_detected")
+    # model_alias tells champion from challenger when both predicted (shadow mode) under one or two versions.
+    keys = ("model_name", "model_version", "model_alias", "feature", "metric_type", "value", "threshold",
+            "drift_detected")
     if with_window:
         keys = ("window_start", "window_end") + keys
     return {key: row[key] for key in keys}

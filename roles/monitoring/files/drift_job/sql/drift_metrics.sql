@@ -35,7 +35,8 @@
 --   <metric>_threshold               FLOAT64    threshold per metric type (NULL: no threshold, no flag)
 --
 -- Metrics (rows of drift_metrics; feature drift is computed per model over all its versions, so its
--- model_version is NULL; volume and quality are written per version and for all versions):
+-- model_version and model_alias are NULL; volume and quality are written per (model_version, model_alias) and
+-- for all versions, with both NULL):
 --   psi         population stability index of the window against the reference. Numeric features are
 --               binned on the reference's quantiles (APPROX_QUANTILES with {{ bins }} intervals; equal
 --               interior boundaries are merged), categorical features by category. An empty bin counts
@@ -53,10 +54,19 @@
 --   log_loss    classification with a positive class: mean of -ln(p) for a positive outcome and -ln(1 - p)
 --               otherwise, p = prediction clipped to [1e-15, 1 - 1e-15]; predictions outside [0, 1] are left out.
 --   volume      number of predictions in the window.
+--
+-- Champion and challenger (predictions.served, predictions.model_alias): in shadow mode the serving API logs two
+-- rows per request under one prediction_id, the answer returned (served true) and the challenger's shadow
+-- prediction (served false); older rows have served NULL and count as served. Each (model_version, model_alias)
+-- gets the quality and volume of every row it predicted, shadow rows included: that volume is the sample size of
+-- its quality, and champion and challenger are scored on the same requests. Everything over all versions
+-- (quality and volume with model_version NULL) and feature drift count served rows only, so a shadowed request
+-- counts once, as what the caller got.
 -- Ground truth is matched on prediction_id (latest outcome per prediction); an outcome without a
--- prediction_id is matched on entity_id to the entity's latest prediction (of each model) made at or before
--- the outcome. Only outcomes observed from horizon_start on are read. NULL statistics (no reference, no
--- rows, zero variance, no outcome) are not written.
+-- prediction_id is matched on entity_id to the entity's latest served prediction (of each model) made at or
+-- before the outcome. Either way the outcome goes to every row of that prediction_id: the served answer and the
+-- shadow prediction of the same request, once each. Only outcomes observed from horizon_start on are read.
+-- NULL statistics (no reference, no rows, zero variance, no outcome) are not written.
 -- drift_detected: value >= threshold (|value| for mean_shift); value < threshold for accuracy, precision,
 -- recall and volume.
 
@@ -74,6 +84,10 @@ USING (
     FROM `{{ predictions }}`
     WHERE timestamp >= @window_start AND timestamp < @window_end
       AND (@model_name IS NULL OR model_name = @model_name)
+  ),
+  -- The answers returned to callers (served NULL: logged before shadow mode existed); see the header.
+  served_rows AS (
+    SELECT * FROM current_rows WHERE served IS NOT FALSE
   ),
   models AS (
     SELECT DISTINCT model_name FROM current_rows
@@ -231,7 +245,8 @@ USING (
     FROM windows AS w CROSS JOIN edges AS e
   ),
   scored_rows AS (
-    SELECT prediction_id, entity_id, timestamp, model_name, model_version, prediction, prediction_label
+    SELECT prediction_id, entity_id, timestamp, model_name, model_version, model_alias, served IS NOT FALSE AS served,
+           prediction, prediction_label
     FROM `{{ predictions }}`
     WHERE timestamp >= @horizon_start AND timestamp < @window_end
       AND (@model_name IS NULL OR model_name = @model_name)
@@ -247,28 +262,37 @@ USING (
     FROM `{{ ground_truth }}`
     WHERE timestamp >= @horizon_start AND prediction_id IS NULL AND entity_id IS NOT NULL
   ),
-  labelled AS (
-    SELECT p.model_name, p.model_version, p.timestamp, p.prediction, p.prediction_label, g.label_value, g.label_class
-    FROM scored_rows AS p
-    JOIN truth_by_prediction AS g ON g.prediction_id = p.prediction_id
-    UNION ALL
-    SELECT model_name, model_version, timestamp, prediction, prediction_label, label_value, label_class
+  -- An outcome known by entity only belongs to the request the entity made last before it: its served row picks
+  -- the prediction_id (a shadow row never answered the entity), then every row of that id gets the outcome.
+  truth_by_entity_request AS (
+    SELECT model_name, prediction_id, label_value, label_class
     FROM (
       SELECT
-        p.model_name, p.model_version, p.timestamp, p.prediction, p.prediction_label, g.label_value, g.label_class,
+        p.model_name, p.prediction_id, g.label_value, g.label_class,
         ROW_NUMBER() OVER (
           PARTITION BY p.model_name, g.entity_id, g.timestamp, g.label_value, g.label_class
           ORDER BY p.timestamp DESC, p.prediction_id
         ) AS recency
       FROM truth_by_entity AS g
       JOIN scored_rows AS p ON p.entity_id = g.entity_id
-      WHERE p.timestamp <= g.timestamp
+      WHERE p.timestamp <= g.timestamp AND p.served
     )
     WHERE recency = 1
   ),
+  labelled AS (
+    SELECT p.model_name, p.model_version, p.model_alias, p.served, p.timestamp, p.prediction, p.prediction_label,
+           g.label_value, g.label_class
+    FROM scored_rows AS p
+    JOIN truth_by_prediction AS g ON g.prediction_id = p.prediction_id
+    UNION ALL
+    SELECT p.model_name, p.model_version, p.model_alias, p.served, p.timestamp, p.prediction, p.prediction_label,
+           g.label_value, g.label_class
+    FROM scored_rows AS p
+    JOIN truth_by_entity_request AS g ON g.model_name = p.model_name AND g.prediction_id = p.prediction_id
+  ),
   classes AS (
     SELECT
-      model_name, model_version, timestamp, prediction, label_value,
+      model_name, model_version, model_alias, served, timestamp, prediction, label_value,
       {{ predicted_class }} AS predicted_class,
       {{ actual_class }} AS actual_class
     FROM labelled
@@ -286,7 +310,7 @@ USING (
   ),
   outcomes AS (
     SELECT
-      model_name, model_version,
+      model_name, model_version, model_alias, served,
       RANGE_BUCKET(UNIX_MICROS(timestamp), e.edges) AS interval_index,
       prediction - label_value AS error,
       CASE
@@ -302,7 +326,7 @@ USING (
   ),
   interval_sums AS (
     SELECT
-      model_name, model_version, interval_index,
+      model_name, model_version, model_alias, served, interval_index,
       COUNT(error) AS n_error, SUM(ABS(error)) AS abs_error, SUM(error * error) AS squared_error,
       COUNT(correct) AS n_class, SUM(correct) AS n_correct,
       COUNTIF(predicted_positive AND actual_positive) AS tp,
@@ -310,29 +334,36 @@ USING (
       COUNTIF(NOT predicted_positive AND actual_positive) AS fn,
       COUNT(log_loss) AS n_log_loss, SUM(log_loss) AS log_loss
     FROM outcomes
-    GROUP BY model_name, model_version, interval_index
+    GROUP BY model_name, model_version, model_alias, served, interval_index
   ),
+  -- Per (version, alias) and whether served: the served ones alone make up the all-versions figures.
   window_sums AS (
-    SELECT w.window_start, w.window_end, s.model_name, s.model_version,
+    SELECT w.window_start, w.window_end, s.model_name, s.model_version, s.model_alias, s.served,
            SUM(n_error) AS n_error, SUM(abs_error) AS abs_error, SUM(squared_error) AS squared_error,
            SUM(n_class) AS n_class, SUM(n_correct) AS n_correct, SUM(tp) AS tp, SUM(fp) AS fp, SUM(fn) AS fn,
            SUM(n_log_loss) AS n_log_loss, SUM(log_loss) AS log_loss
     FROM window_intervals AS w
     JOIN interval_sums AS s ON s.interval_index BETWEEN w.first_interval AND w.last_interval
-    GROUP BY w.window_start, w.window_end, s.model_name, s.model_version
+    GROUP BY w.window_start, w.window_end, s.model_name, s.model_version, s.model_alias, s.served
   ),
   all_versions AS (
-    SELECT * FROM window_sums
+    SELECT window_start, window_end, model_name, model_version, model_alias,
+           SUM(n_error) AS n_error, SUM(abs_error) AS abs_error, SUM(squared_error) AS squared_error,
+           SUM(n_class) AS n_class, SUM(n_correct) AS n_correct, SUM(tp) AS tp, SUM(fp) AS fp, SUM(fn) AS fn,
+           SUM(n_log_loss) AS n_log_loss, SUM(log_loss) AS log_loss
+    FROM window_sums
+    GROUP BY window_start, window_end, model_name, model_version, model_alias
     UNION ALL
-    SELECT window_start, window_end, model_name, CAST(NULL AS STRING),
+    SELECT window_start, window_end, model_name, CAST(NULL AS STRING), CAST(NULL AS STRING),
            SUM(n_error), SUM(abs_error), SUM(squared_error), SUM(n_class), SUM(n_correct), SUM(tp), SUM(fp), SUM(fn),
            SUM(n_log_loss), SUM(log_loss)
     FROM window_sums
+    WHERE served
     GROUP BY window_start, window_end, model_name
   ),
   quality AS (
     SELECT
-      window_start, window_end, model_name, model_version,
+      window_start, window_end, model_name, model_version, model_alias,
       SAFE_DIVIDE(abs_error, n_error) AS mae,
       SQRT(SAFE_DIVIDE(squared_error, n_error)) AS rmse,
       SAFE_DIVIDE(n_correct, n_class) AS accuracy,
@@ -341,50 +372,59 @@ USING (
       SAFE_DIVIDE(log_loss, n_log_loss) AS log_loss
     FROM all_versions
   ),
+  -- Per (version, alias): every row it predicted, shadow included (its quality's sample size); all versions:
+  -- the requests answered.
   volume AS (
-    SELECT model_name, model_version, COUNT(*) AS n
+    SELECT model_name, model_version, model_alias, COUNT(*) AS n
     FROM current_rows
-    GROUP BY model_name, model_version
+    GROUP BY model_name, model_version, model_alias
     UNION ALL
-    SELECT m.model_name, CAST(NULL AS STRING), COUNT(p.prediction_id)
-    FROM models AS m LEFT JOIN current_rows AS p ON p.model_name = m.model_name
+    SELECT m.model_name, CAST(NULL AS STRING), CAST(NULL AS STRING), COUNT(p.prediction_id)
+    FROM models AS m LEFT JOIN served_rows AS p ON p.model_name = m.model_name
     GROUP BY m.model_name
   ),
 
   metrics AS (
     SELECT @window_start AS window_start, @window_end AS window_end, model_name,
-           CAST(NULL AS STRING) AS model_version, feature, 'psi' AS metric_type, value
+           CAST(NULL AS STRING) AS model_version, CAST(NULL AS STRING) AS model_alias, feature, 'psi' AS metric_type,
+           value
     FROM psi
     UNION ALL
-    SELECT @window_start, @window_end, model_name, CAST(NULL AS STRING), feature, 'ks', value FROM ks
+    SELECT @window_start, @window_end, model_name, CAST(NULL AS STRING), CAST(NULL AS STRING), feature, 'ks', value
+    FROM ks
     UNION ALL
-    SELECT @window_start, @window_end, c.model_name, CAST(NULL AS STRING), c.feature, 'mean_shift',
-           SAFE_DIVIDE(c.mean - r.mean, r.stddev)
+    SELECT @window_start, @window_end, c.model_name, CAST(NULL AS STRING), CAST(NULL AS STRING), c.feature,
+           'mean_shift', SAFE_DIVIDE(c.mean - r.mean, r.stddev)
     FROM current_stats AS c JOIN reference_stats AS r ON r.feature = c.feature
     WHERE c.kind = 'numeric'
     UNION ALL
-    SELECT @window_start, @window_end, model_name, CAST(NULL AS STRING), feature, 'null_rate', nulls / n
+    SELECT @window_start, @window_end, model_name, CAST(NULL AS STRING), CAST(NULL AS STRING), feature, 'null_rate',
+           nulls / n
     FROM current_stats
     UNION ALL
-    SELECT window_start, window_end, model_name, model_version, CAST(NULL AS STRING), 'mae', mae
+    SELECT window_start, window_end, model_name, model_version, model_alias, CAST(NULL AS STRING), 'mae', mae
     FROM quality WHERE @task_type = 'regression'
     UNION ALL
-    SELECT window_start, window_end, model_name, model_version, CAST(NULL AS STRING), 'rmse', rmse
+    SELECT window_start, window_end, model_name, model_version, model_alias, CAST(NULL AS STRING), 'rmse', rmse
     FROM quality WHERE @task_type = 'regression'
     UNION ALL
-    SELECT window_start, window_end, model_name, model_version, CAST(NULL AS STRING), 'accuracy', accuracy
+    SELECT window_start, window_end, model_name, model_version, model_alias, CAST(NULL AS STRING), 'accuracy',
+           accuracy
     FROM quality WHERE @task_type = 'classification'
     UNION ALL
-    SELECT window_start, window_end, model_name, model_version, CAST(NULL AS STRING), 'precision', precision_value
+    SELECT window_start, window_end, model_name, model_version, model_alias, CAST(NULL AS STRING), 'precision',
+           precision_value
     FROM quality WHERE @task_type = 'classification'
     UNION ALL
-    SELECT window_start, window_end, model_name, model_version, CAST(NULL AS STRING), 'recall', recall_value
+    SELECT window_start, window_end, model_name, model_version, model_alias, CAST(NULL AS STRING), 'recall',
+           recall_value
     FROM quality WHERE @task_type = 'classification'
     UNION ALL
-    SELECT window_start, window_end, model_name, model_version, CAST(NULL AS STRING), 'log_loss', log_loss
+    SELECT window_start, window_end, model_name, model_version, model_alias, CAST(NULL AS STRING), 'log_loss', log_loss
     FROM quality WHERE @task_type = 'classification'
     UNION ALL
-    SELECT @window_start, @window_end, model_name, model_version, CAST(NULL AS STRING), 'volume', CAST(n AS FLOAT64)
+    SELECT @window_start, @window_end, model_name, model_version, model_alias, CAST(NULL AS STRING), 'volume',
+           CAST(n AS FLOAT64)
     FROM volume
   ),
   thresholded AS (
@@ -412,6 +452,7 @@ USING (
     CURRENT_TIMESTAMP() AS computed_at,
     model_name,
     model_version,
+    model_alias,
     feature,
     metric_type,
     value,
@@ -426,6 +467,9 @@ USING (
 ) AS source
 ON FALSE
 -- What this run replaces: every row of its window (and model), and the quality rows of the re-scored windows.
+-- The scope is chosen by window, model and metric only, never by a row's key, so every (model_version,
+-- model_alias) row of that scope goes, NULL aliases and rows of aliases that no longer predict included: a re-run
+-- cannot leave a duplicate or a stale row behind.
 WHEN NOT MATCHED BY SOURCE
   AND (
     (target.window_start = @window_start AND target.window_end = @window_end
@@ -435,6 +479,7 @@ WHEN NOT MATCHED BY SOURCE
   )
   THEN DELETE
 WHEN NOT MATCHED BY TARGET THEN
-  INSERT (window_start, window_end, computed_at, model_name, model_version, feature, metric_type, value, threshold, drift_detected)
+  INSERT (window_start, window_end, computed_at, model_name, model_version, model_alias, feature, metric_type, value,
+          threshold, drift_detected)
   VALUES (source.window_start, source.window_end, source.computed_at, source.model_name, source.model_version,
-          source.feature, source.metric_type, source.value, source.threshold, source.drift_detected)
+          source.model_alias, source.feature, source.metric_type, source.value, source.threshold, source.drift_detected)

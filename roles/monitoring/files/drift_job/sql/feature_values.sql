@@ -4,7 +4,9 @@
 -- The reference side reads the typed column of offline_features; the current side reads the feature
 -- from the JSON object the serving API logged in predictions.features. A numeric feature whose JSON
 -- value is not a number counts as null; categories compare as strings on both sides (CAST(col AS
--- STRING) and JSON_VALUE render integers and booleans the same way).
+-- STRING) and JSON_VALUE render integers and booleans the same way). The current side reads served_rows, the
+-- predictions returned to callers: a challenger's shadow prediction repeats the served request's features, and
+-- counting it would weigh shadowed traffic twice.
 
 -- name: reference_numeric
     SELECT '{{ feature }}' AS feature, 'numeric' AS kind,
@@ -19,9 +21,9 @@
 -- name: current_numeric
     SELECT model_name, '{{ feature }}' AS feature, 'numeric' AS kind,
            SAFE_CAST(JSON_VALUE(features, '$.{{ feature }}') AS FLOAT64) AS num_value, CAST(NULL AS STRING) AS cat_value
-    FROM current_rows
+    FROM served_rows
 
 -- name: current_categorical
     SELECT model_name, '{{ feature }}' AS feature, 'categorical' AS kind,
            CAST(NULL AS FLOAT64) AS num_value, JSON_VALUE(features, '$.{{ feature }}') AS cat_value
-    FROM current_rows
+    FROM served_rows
