@@ -66,7 +66,8 @@ def parser(env=None):
     env = os.environ if env is None else env
     options = argparse.ArgumentParser(prog="python -m examples.diabetes_progression",
                                       description="The mlops pipeline end to end on scikit-learn's diabetes data.")
-    pipeline.add_common_arguments(options, env, model_name="diabetes-progression", experiment="diabetes-progression")
+    pipeline.add_common_arguments(options, env, model_name="diabetes-progression", experiment="diabetes-progression",
+                                  inventory="inventories/local")
     options.add_argument("--test-size", type=float, default=0.4, help="share of patients held out for serving")
     options.add_argument("--seed", type=int, default=42, help="seed of the train/test split")
     options.add_argument("--alpha", type=float, default=1.0, help="ridge regularisation")

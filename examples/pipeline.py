@@ -6,7 +6,8 @@ BigQuery, MLflow, the serving API and the drift job.
  - BigQuery: the client (an emulator endpoint without credentials, else Application Default Credentials),
    queries, load jobs, the check that the mlops tables hold the example's columns, rows loaded once into
    offline_features and read back as a DataFrame in the columns' types;
- - MLflow: the model logged with skops (the only format the serving API loads by default), registered, aliased;
+ - MLflow: the model logged with skops (the only format the serving API loads by default) and registered, then
+   given the alias by playbooks/promote.yml, which compares it with the version holding the alias first;
  - the serving API: started for the run (`python -m mlops_serving`) or a running one, waited on until it serves
    the version just registered, called in batches;
  - the predictions table checked for every acknowledged prediction, outcomes written to ground_truth;
@@ -57,8 +58,10 @@ def utc_time(text):
     return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
-def add_common_arguments(options, env, model_name, experiment, batch_size=50):
+def add_common_arguments(options, env, model_name, experiment, inventory, batch_size=50):
     """The arguments of every example: where the pipeline is, which model, the training window, thresholds."""
+    options.add_argument("--inventory", type=Path, default=Path(env.get("MLOPS_INVENTORY") or ROOT / inventory),
+                         help="the inventory playbooks/promote.yml runs with, for its promotion metrics (MLOPS_INVENTORY)")
     options.add_argument("--project", default=env.get("MLOPS_PROJECT") or env.get("GOOGLE_CLOUD_PROJECT"),
                          help="project of the mlops dataset (MLOPS_PROJECT, GOOGLE_CLOUD_PROJECT)")
     options.add_argument("--dataset", default=env.get("MLOPS_DATASET", "mlops"), help="dataset (MLOPS_DATASET)")
@@ -68,7 +71,8 @@ def add_common_arguments(options, env, model_name, experiment, batch_size=50):
                          help="MLflow tracking server (MLFLOW_TRACKING_URI)")
     options.add_argument("--model-name", default=env.get("MODEL_NAME", model_name),
                          help="registered model name (MODEL_NAME)")
-    options.add_argument("--alias", default=env.get("MODEL_ALIAS", "champion"), help="alias to set (MODEL_ALIAS)")
+    options.add_argument("--alias", default=env.get("MODEL_ALIAS", "champion"),
+                         help="alias to promote the new version to (MODEL_ALIAS)")
     options.add_argument("--experiment", default=experiment, help="MLflow experiment")
     options.add_argument("--serving-url", default=env.get("SERVING_URL") or None,
                          help="a running serving API (SERVING_URL); default: start one for this run")
@@ -262,9 +266,8 @@ def model_requirements():
 
 def log_and_register(options, model, inputs, run_name, params, metrics):
     """Log the fitted `model` (its signature from `inputs`, the training features), register a new version,
-    point the alias at it; the version and the run id."""
+    promote it to the alias; the version and the run id."""
     import mlflow
-    from mlflow import MlflowClient
     from mlflow.models import infer_signature
 
     mlflow.set_tracking_uri(options.tracking_uri)
@@ -279,9 +282,29 @@ def log_and_register(options, model, inputs, run_name, params, metrics):
                                         input_example=inputs.head(3), registered_model_name=options.model_name,
                                         pip_requirements=model_requirements())
     version = str(info.registered_model_version)
-    client = MlflowClient(options.tracking_uri, registry_uri=options.tracking_uri)
-    client.set_registered_model_alias(options.model_name, options.alias, version)
+    promote(options, version)
     return {"version": version, "run_id": run.info.run_id}
+
+
+def promote(options, version):
+    """Move the alias to `version` as a release would: with playbooks/promote.yml, which compares it with the version
+    holding the alias on the inventory's mlops_promotion_metrics, refuses it when worse, and records the decision in
+    MLflow and in the promotions table. The inventory's names and endpoints are replaced by the example's."""
+    settings = {"mlops_promotion_tracking_uri": options.tracking_uri, "mlops_model_name": options.model_name,
+                "mlops_model_alias": options.alias, "mlops_gcp_project": options.project,
+                "mlops_bigquery_dataset": options.dataset}
+    if options.bigquery_endpoint:
+        settings["mlops_gcp_api_endpoints"] = {"bigquery": options.bigquery_endpoint}
+    installed = Path(sys.executable).parent / "ansible-playbook"
+    command = [str(installed) if installed.exists() else "ansible-playbook", str(ROOT / "playbooks" / "promote.yml"),
+               "-i", str(options.inventory), "-e", json.dumps(settings), "-e", "model_version=%s" % version]
+    # From the checkout: its ansible.cfg finds the collection.
+    proc = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600, check=False,
+                          env=dict(os.environ, ANSIBLE_NOCOLOR="1"))
+    if proc.returncode != 0:
+        raise ExampleError("playbooks/promote.yml did not promote version %s to %s:\n%s" % (
+            version, options.alias, (proc.stdout + proc.stderr)[-3000:]))
+    print("      promoted version %s to %s with playbooks/promote.yml" % (version, options.alias), flush=True)
 
 
 # -- the serving API ---------------------------------------------------------------------------------

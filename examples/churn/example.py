@@ -53,7 +53,8 @@ def parser(env=None):
     env = os.environ if env is None else env
     options = argparse.ArgumentParser(prog="python -m examples.churn",
                                       description="The mlops pipeline end to end with a churn classifier of your own.")
-    pipeline.add_common_arguments(options, env, model_name="churn", experiment="churn", batch_size=100)
+    pipeline.add_common_arguments(options, env, model_name="churn", experiment="churn",
+                                  inventory="examples/churn/inventory", batch_size=100)
     options.add_argument("--data", type=Path, default=DATA,
                          help="customers CSV (default: %s)" % DATA.relative_to(pipeline.ROOT))
     options.add_argument("--c", type=float, default=1.0, help="inverse regularisation of the logistic regression")

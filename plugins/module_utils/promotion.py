@@ -146,6 +146,6 @@ def reasons(rows):
             found.append("%s is not logged (as a finite number) on the candidate's run" % row["metric"])
         elif row["verdict"] == WORSE:
             found.append("%s%s is worse by %s (%s -> %s; %s allows %s)" % (
-                row["metric"], " (live)" if row.get("source") == "live" else "", _number(abs(row["change"])), _number(row["current"]), _number(row["candidate"]),
-                row["goal"], _number(row["allowed"])))
+                row["metric"], " (live)" if row.get("source") == "live" else "", _number(abs(row["change"])),
+                _number(row["current"]), _number(row["candidate"]), row["goal"], _number(row["allowed"])))
     return found

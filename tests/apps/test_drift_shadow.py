@@ -227,8 +227,7 @@ def test_shadow_rows_leave_feature_drift_unchanged(shadow):
     assert features == pytest.approx({key: value for key, value in served_only.items() if key[2] is not None},
                                      **TIGHT)
     # It could have differed: the shadowed requests drifted, so counting their rows twice moves the mean shift.
-    reference = [row for row in query(client, "SELECT total_charges FROM `%s.%s.offline_features`"
-                                              % (PROJECT, dataset))]
+    reference = query(client, "SELECT total_charges FROM `%s.%s.offline_features`" % (PROJECT, dataset))
     reference = np.array([row["total_charges"] for row in reference])
 
     def mean_shift(rows):

@@ -200,6 +200,12 @@ def test_example_end_to_end(mlflow_server, bigquery_emulator, storage_emulator, 
     assert query(client, "SELECT COUNT(*) AS n FROM %s" % table(dataset, "offline_features"))[0]["n"] == len(patients)
     assert second["model_version"] == "2"
     assert mlflow_client.get_model_version_by_alias(model_name, "champion").version == "2"
+    # Both versions took the alias through playbooks/promote.yml, which recorded its decisions.
+    decisions = query(client, "SELECT from_version, to_version, decision FROM %s WHERE model_name = '%s' "
+                      "ORDER BY to_version" % (table(dataset, "promotions"), model_name))
+    assert [(d["from_version"], d["to_version"], d["decision"]) for d in decisions] == [
+        (None, "1", "promoted"), ("1", "2", "promoted")]
+    assert "promoted version 2 to champion with playbooks/promote.yml" in stdout
     assert second["predictions"] == {"acknowledged": len(test_ids), "in_bigquery": len(test_ids), "missing": 0,
                                      "served_versions": ["2"]}
     assert {row["model_version"] for row in window_predictions(client, dataset, second)} == {"2"}

@@ -29,7 +29,7 @@ import yaml
 from ansible.parsing.dataloader import DataLoader
 from ansible.template import Templar, trust_as_template
 
-from drift_fixtures import GRAFANA_DIR, PROJECT, client_for, create_dataset, insert, timestamp
+from drift_fixtures import GRAFANA_DIR, client_for, create_dataset, insert, timestamp
 from tests.standins.grafana_queries import expand_macros, run_query
 
 ROOT = Path(__file__).resolve().parents[2]

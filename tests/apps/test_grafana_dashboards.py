@@ -128,6 +128,10 @@ def test_dashboards_are_valid_and_unique():
         for item in panels:
             assert {"x", "y", "w", "h"} <= set(item["gridPos"]), (name, item["title"])
             assert item.get("title"), name
+        # No panel declared over another (repeats and the rows they push down are placed by Grafana).
+        cells = [(item["gridPos"]["x"] + column, item["gridPos"]["y"] + row) for item in panels
+                 for column in range(item["gridPos"]["w"]) for row in range(item["gridPos"]["h"])]
+        assert len(cells) == len(set(cells)), "%s: panels overlap" % name
 
 
 def test_every_panel_queries_the_provisioned_datasource():
@@ -200,12 +204,13 @@ def find_panel(dashboard_uid, title_start):
     raise AssertionError("no panel %r in %s" % (title_start, dashboard_uid))
 
 
-def panel_rows(seeded, dashboard_uid, title_start, time_range=TIME_RANGE, **chosen):
+def panel_rows(seeded, dashboard_uid, title_start, time_range=TIME_RANGE, ref_id="A", **chosen):
     client, dataset, _data = seeded
     dashboard, item = find_panel(dashboard_uid, title_start)
     variables, _options = resolve_variables(client, dashboard, dataset)
     variables.update({name: (value, True) for name, value in chosen.items()})
-    return run_query(client, expand(item["targets"][0]["rawSql"], variables, time_range))[0]
+    (target,) = [target for target in item["targets"] if target["refId"] == ref_id]
+    return run_query(client, expand(target["rawSql"], variables, time_range))[0]
 
 
 def in_range(row):
@@ -227,7 +232,7 @@ def test_prediction_volume_counts_every_prediction_in_range(seeded):
     rows = panel_rows(seeded, "mlops-serving", "Prediction volume", model=["churn"])
     expected = sum(1 for row in data.predictions if row["model_name"] == "churn" and in_range(row))
     assert sum(row["predictions"] for row in rows) == expected
-    assert {row["version"] for row in rows} == {"churn v3", "churn v4", "churn v9"}
+    assert {row["version"] for row in rows} == {"churn v3 (champion)", "churn v4 (champion)", "churn v9 (champion)"}
 
 
 def test_model_versions_table(seeded):
@@ -236,9 +241,11 @@ def test_model_versions_table(seeded):
     expected = {}
     for row in data.predictions:
         if in_range(row):
-            key = (row["model_name"], row["model_version"])
+            key = (row["model_name"], row["model_version"], row["model_alias"])
             expected[key] = expected.get(key, 0) + 1
-    assert {(row["model_name"], row["model_version"]): row["predictions"] for row in rows} == expected
+    assert {(row["model_name"], row["model_version"], row["model_alias"]): row["served_predictions"]
+            for row in rows} == expected
+    assert {row["shadow_predictions"] for row in rows} == {0}
 
 
 def test_drift_status_shows_the_latest_window(seeded):
@@ -271,6 +278,157 @@ def test_quality_panel_has_each_models_metric(seeded):
     # Only the first window has ground truth; the second window's predictions have no outcome yet.
     accuracy = [(row["time"], row["value"]) for row in rows if row["series"] == "churn accuracy"]
     assert len(accuracy) == 1 and accuracy[0][0] == WINDOW[1] and 0.3 < accuracy[0][1] < 0.7
+
+
+def test_classifier_quality_panels_show_precision_recall_and_log_loss(seeded):
+    """The quality metrics the drift job writes for a classifier with a positive class, over all versions, with
+    the values the job wrote; a regressor has none (the panels say No data, as Predicted classes does)."""
+    client, dataset, _data = seeded
+    written = {(row["metric_type"], row["window_end"]): row["value"] for row in query(
+        client, "SELECT metric_type, window_end, value FROM `%s.%s.drift_metrics` WHERE model_name = 'churn' "
+                "AND model_version IS NULL AND metric_type IN ('precision', 'recall', 'log_loss')" % (PROJECT, dataset))}
+    assert written  # the drift job scored the churn classifier
+    for title, metrics in (("Precision and recall", ("precision", "recall")), ("Log loss", ("log_loss",))):
+        rows = panel_rows(seeded, "mlops-model-health", title)
+        assert {row["series"] for row in rows} == {"churn %s" % metric for metric in metrics}, title
+        assert {(row["series"].split()[-1], row["time"]): row["value"] for row in rows} == \
+            {key: value for key, value in written.items() if key[0] in metrics}
+        assert {row["time"] for row in rows} == {WINDOW[1]}  # outcomes for the first window only
+        assert panel_rows(seeded, "mlops-model-health", title, model=["charges"]) == [], title
+
+
+# ---- a challenger: shadow and split predictions ----
+
+CHALLENGER = "5"
+
+
+@pytest.fixture(scope="module")
+def shadowed(bigquery_emulator):
+    """The mlops tables with a challenger next to churn's champion: in the first window's second half (version 4)
+    every request is predicted by the champion (served true) and by challenger version 5 in shadow (served false,
+    the same prediction_id, another output and class); in the next window every 10th request is answered by the
+    challenger (split: served true, alias challenger). The drift job scores churn in both windows."""
+    client = client_for(bigquery_emulator)
+    dataset = "grafana_shadow_%d" % os.getpid()
+    create_dataset(client, dataset)
+    data = Synthetic(seed=13, n_reference=600, n_churn=400, n_charges=40, n_next=100)
+    shadow = []
+    for row in data.predictions:
+        moment = datetime.datetime.fromisoformat(row["timestamp"].replace("Z", "+00:00"))
+        if row["model_name"] != "churn" or row["model_version"] != "4":
+            continue
+        if WINDOW[0] <= moment < WINDOW[1]:
+            row["served"] = True
+            flipped = {"0": "1", "1": "0"}[row["prediction_label"]]
+            shadow.append(dict(row, model_version=CHALLENGER, model_alias="challenger", served=False,
+                               prediction=1.0 - row["prediction"], prediction_label=flipped,
+                               latency_ms=row["latency_ms"] * 3))
+    split = [row for row in data.predictions if row["model_name"] == "churn" and row["model_version"] == "4"
+             and NEXT_WINDOW[0] <= datetime.datetime.fromisoformat(row["timestamp"].replace("Z", "+00:00")) < NEXT_WINDOW[1]]
+    for row in split[::10]:
+        row.update(model_version=CHALLENGER, model_alias="challenger", served=True, prediction_label="0")
+    assert shadow and split
+    data.predictions.extend(shadow)
+    data.load(client, dataset)
+    drift_job = import_drift_job()
+    for window in (WINDOW, NEXT_WINDOW):
+        drift_job.run(drift_job.Config(
+            project=PROJECT, dataset=dataset, window_start=window[0], window_end=window[1],
+            features=tuple(drift_job.Feature(name) for name in ("tenure_months", "monthly_charges", "contract_type")),
+            model_name="churn", task_type="classification", reference_start=REFERENCE[0], reference_end=REFERENCE[1],
+        ), client, timeout=120, retry=None)
+    return client, dataset, data
+
+
+def served_rows(data, model="churn"):
+    """The answers returned to callers (served true or null) of `model` in the time range."""
+    return [row for row in data.predictions
+            if row["model_name"] == model and row["served"] is not False and in_range(row)]
+
+
+def hour_of(row):
+    moment = datetime.datetime.fromisoformat(row["timestamp"].replace("Z", "+00:00"))
+    return moment.replace(minute=0, second=0, microsecond=0)
+
+
+def count(rows, key):
+    counts = {}
+    for row in rows:
+        counts[key(row)] = counts.get(key(row), 0) + 1
+    return counts
+
+
+@pytest.mark.parametrize("dashboard_file", [path.name for path in DASHBOARDS])
+def test_every_query_runs_with_a_challenger(shadowed, dashboard_file):
+    test_every_query_runs_on_the_seeded_tables(shadowed, dashboard_file)
+
+
+def test_shadow_predictions_count_once_in_the_prediction_volume(shadowed):
+    _client, _dataset, data = shadowed
+    assert any(row["served"] is False for row in data.predictions)
+    rows = panel_rows(shadowed, "mlops-serving", "Prediction volume", model=["churn"])
+    requests = {row["prediction_id"] for row in data.predictions if row["model_name"] == "churn" and in_range(row)}
+    assert sum(row["predictions"] for row in rows) == len(requests) == len(served_rows(data))
+    expected = count(served_rows(data), lambda row: (hour_of(row), "churn v%s (%s)" % (row["model_version"],
+                                                                                        row["model_alias"])))
+    assert {(row["time"], row["version"]): row["predictions"] for row in rows} == expected
+    # split mode: the challenger's answers are traffic of their own
+    assert any(version == "churn v5 (challenger)" for _time, version in expected)
+
+
+def test_the_version_timeline_shows_the_champion_while_a_challenger_shadows(shadowed):
+    _client, _dataset, data = shadowed
+    rows = panel_rows(shadowed, "mlops-serving", "Model version timeline", model=["churn"])
+    per_hour = {}
+    for (hour, version), predictions in count(served_rows(data), lambda row: (hour_of(row), row["model_version"])).items():
+        per_hour.setdefault(hour, []).append((predictions, version))
+    expected = {hour: max(counts)[1] for hour, counts in per_hour.items()}
+    assert {row["time"]: row["serving_version"] for row in rows} == expected
+    shadowed_hours = {hour_of(row) for row in data.predictions if row["served"] is False}
+    assert shadowed_hours and {expected[hour] for hour in shadowed_hours} == {"4"}  # not the challenger's 5
+
+
+def test_predicted_classes_and_outputs_count_the_answers_returned(shadowed):
+    _client, _dataset, data = shadowed
+    rows = panel_rows(shadowed, "mlops-serving", "Predicted classes", model=["churn"])
+    expected = count([row for row in served_rows(data) if row["prediction_label"] is not None],
+                     lambda row: (hour_of(row), row["prediction_label"]))
+    assert {(row["time"], row["class"]): row["predictions"] for row in rows} == expected
+    histogram = panel_rows(shadowed, "mlops-serving", "Prediction histogram", model=["churn"])
+    assert sum(row["predictions"] for row in histogram) == len(served_rows(data))
+    latency = panel_rows(shadowed, "mlops-serving", "Latency", model=["churn"])
+    assert {row["alias"] for row in latency} == {"champion", "challenger", "challenger (shadow)"}
+
+
+def test_model_versions_table_counts_served_and_shadow_predictions(shadowed):
+    _client, _dataset, data = shadowed
+    rows = panel_rows(shadowed, "mlops-serving", "Model versions", model=["churn"])
+    expected = {}
+    for row in data.predictions:
+        if row["model_name"] == "churn" and in_range(row):
+            counts = expected.setdefault((row["model_version"], row["model_alias"]), [0, 0])
+            counts[row["served"] is False] += 1
+    assert {(row["model_version"], row["model_alias"]): [row["served_predictions"], row["shadow_predictions"]]
+            for row in rows} == expected
+    assert expected[(CHALLENGER, "challenger")][0] > 0 and expected[(CHALLENGER, "challenger")][1] > 0
+
+
+def test_predictions_per_window_totals_served_volume_and_lists_versions_by_alias(shadowed):
+    _client, _dataset, data = shadowed
+    totals = panel_rows(shadowed, "mlops-model-health", "Predictions per window", model=["churn"])
+    expected = {window[1]: sum(1 for row in data.predictions if row["model_name"] == "churn" and row["served"] is not False
+                               and window[0] <= datetime.datetime.fromisoformat(row["timestamp"].replace("Z", "+00:00")) < window[1])
+                for window in (WINDOW, NEXT_WINDOW)}
+    assert {row["time"]: row["predictions"] for row in totals} == expected
+    assert {row["series"] for row in totals} == {"churn all versions (served)"}
+    versions = panel_rows(shadowed, "mlops-model-health", "Predictions per window", ref_id="B", model=["churn"])
+    by_version = {(row["time"], row["series"]): row["predictions"] for row in versions}
+    shadow = sum(1 for row in data.predictions if row["served"] is False)
+    assert by_version[(WINDOW[1], "churn v5 (challenger)")] == shadow
+    assert by_version[(WINDOW[1], "churn v4 (champion)")] == shadow  # the same requests
+    quality = panel_rows(shadowed, "mlops-model-health", "Model quality by version", model=["churn"])
+    series = {row["series"] for row in quality}
+    assert {"churn v4 (champion) accuracy", "churn v5 (challenger) accuracy", "churn v5 (challenger) log_loss"} <= series
 
 
 def test_the_local_renderer_draws_every_panel_from_the_seeded_tables(seeded, bigquery_emulator, tmp_path):

@@ -20,6 +20,10 @@
   holding the rows, so a query naming the new column fails (DuckDB "Binder Error"), a load drops its values and a
   streaming insert fails. The wrapper adds each new top-level column to the DuckDB table (ALTER TABLE ADD COLUMN,
   NULL in the existing rows, as in BigQuery). New fields inside an existing RECORD are not handled.
+- tabledata.insertAll of a row naming a column the table lacks (without ignoreUnknownValues) or leaving out a
+  REQUIRED one: BigQuery answers 200 with insertErrors, "invalid" for that row and "stopped" for every other one,
+  and stores none of them (unless skipInvalidRows); bqemulator drops unknown names and stores the rest. The wrapper
+  checks the rows against the table's schema, nested records included, and answers as BigQuery does.
 
 Run with bqemulator's own arguments: python -m tests.standins.bigquery_emulator start --rest-port 9050 ...
 """
@@ -112,6 +116,28 @@ def _policy_request_error(request, verb):
     return None
 
 
+def _row_problems(row, fields, prefix, ignore_unknown):
+    """(location, message) for each column of a streamed row that the schema has not, or each REQUIRED one missing."""
+    if not isinstance(row, dict):
+        return [(prefix.rstrip("."), "Row is not a JSON object.")]
+    by_name = {field["name"].lower(): field for field in fields}
+    problems = []
+    for name, value in row.items():
+        field = by_name.get(name.lower())
+        if field is None:
+            if not ignore_unknown:
+                problems.append((prefix + name, "no such field: %s." % (prefix + name)))
+        elif field.get("type") in ("RECORD", "STRUCT") and value is not None:
+            values = value if field.get("mode") == "REPEATED" and isinstance(value, list) else [value]
+            for item in values:
+                problems += _row_problems(item, field.get("fields") or [], prefix + name + ".", ignore_unknown)
+    present = {name.lower() for name, value in row.items() if value is not None}
+    for field in fields:
+        if field.get("mode") == "REQUIRED" and field["name"].lower() not in present:
+            problems.append((prefix + field["name"], "Missing required field: %s." % (prefix + field["name"])))
+    return problems
+
+
 class _PolicyHolder:
     """What PolicyStore needs of the fake GCP: a state dict. Members are not looked up in an IAM registry."""
 
@@ -148,7 +174,37 @@ class Fidelity:
             keep.append(index)
         return keep
 
+    async def row_errors(self, scope, request):
+        """insertErrors for rows that do not fit the table's schema (BigQuery's shape), or None."""
+        path = scope["path"].rsplit("/insertAll", 1)[0]
+        status, _headers, answer = await self.call(dict(scope, method="GET", path=path, raw_path=path.encode(),
+                                                        query_string=b""), b"")
+        table = _json(answer) if status == 200 else None
+        if not isinstance(table, dict):
+            return None  # bqemulator answers for a missing table itself
+        fields = (table.get("schema") or {}).get("fields") or []
+        rows = request.get("rows") or []
+        problems = {index: _row_problems(row.get("json") if isinstance(row, dict) else None, fields, "",
+                                         request.get("ignoreUnknownValues", False))
+                    for index, row in enumerate(rows)}
+        if not any(problems.values()):
+            return None
+        errors = []
+        for index, found in problems.items():
+            if found:
+                errors.append({"index": index, "errors": [
+                    {"reason": "invalid", "location": location, "debugInfo": "", "message": message}
+                    for location, message in found]})
+            elif not request.get("skipInvalidRows"):
+                errors.append({"index": index, "errors": [
+                    {"reason": "stopped", "location": "", "debugInfo": "", "message": ""}]})
+        return errors
+
     async def insert_all(self, scope, key, request, send):
+        errors = await self.row_errors(scope, request)
+        if errors and not request.get("skipInvalidRows"):
+            return await self.answer(send, 200, {"kind": "bigquery#tableDataInsertAllResponse",
+                                                 "insertErrors": errors})
         rows = request.get("rows") or []
         keep = self._new_rows(key, rows)
         if not keep and rows:

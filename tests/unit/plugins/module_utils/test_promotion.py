@@ -93,3 +93,28 @@ def test_unusable_rules_are_named(rules, message):
     assert any(message in error for error in rule_errors(rules)), rule_errors(rules)
     with pytest.raises(ValueError, match=message):
         compare({"rmse": 1.0}, {"rmse": 1.0}, rules)
+
+
+LIVE_ACCURACY = dict(name="accuracy", goal="maximize", tolerance=0.01, source="live")
+
+
+def test_live_metrics_compare_the_live_values_and_a_candidate_that_never_served_is_not_refused():
+    rules = [dict(name="test_accuracy", goal="maximize"), LIVE_ACCURACY]
+    run_candidate, run_current = {"test_accuracy": 0.80}, {"test_accuracy": 0.78}
+    decision, rows = compare(run_candidate, run_current, rules, {"accuracy": 0.70}, {"accuracy": 0.75})
+    assert decision == "refuse" and [(r["source"], r["verdict"]) for r in rows] == [("run", "better"), ("live", "worse")]
+    assert reasons(rows) == ["accuracy (live) is worse by 0.05 (0.75 -> 0.7; maximize allows 0.01)"]
+    assert "accuracy (live)" in table(rows, "champion v1", "candidate v2")[2]
+
+    decision, rows = compare(run_candidate, run_current, rules, None, {"accuracy": 0.75})
+    assert decision == "promote" and rows[1]["verdict"] == "not served live"
+    # A run metric of the same name is another rule; the live value never stands in for it.
+    decision, rows = compare({}, run_current, rules, {"test_accuracy": 0.9, "accuracy": 0.8}, {"accuracy": 0.75})
+    assert decision == "refuse" and rows[0]["verdict"] == "missing"
+
+
+def test_live_rule_errors():
+    assert rule_errors([dict(name="rmse", goal="minimize", source="dashboard")]) == [
+        "metric 'rmse': source must be run (logged on the MLflow run) or live (drift_metrics), got 'dashboard'"]
+    assert rule_errors([dict(name="rmse", goal="minimize"), dict(name="rmse", goal="minimize", source="live")]) == []
+    assert rule_errors([LIVE_ACCURACY, LIVE_ACCURACY]) == ["metric 'accuracy' is declared twice"]
