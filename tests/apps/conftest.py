@@ -416,6 +416,14 @@ def wait_until(predicate, timeout=30.0, interval=0.1, message="condition"):
     raise AssertionError("%s not met within %ss" % (message, timeout))
 
 
+def rows_of(emulator, table, count):
+    """The table's rows once it holds `count` of them."""
+    def enough():
+        rows = table_rows(emulator, table)
+        return rows if len(rows) >= count else None
+    return wait_until(enough, message="%d rows" % count)
+
+
 def instance(tenure=12, charges=70.5, contract="month_to_month", **extra):
     features = {"tenure_months": tenure, "monthly_charges": charges, "contract_type": contract}
     features.update(extra)

@@ -369,8 +369,8 @@ def test_shadow_predictions_count_once_in_the_prediction_volume(shadowed):
     rows = panel_rows(shadowed, "mlops-serving", "Prediction volume", model=["churn"])
     requests = {row["prediction_id"] for row in data.predictions if row["model_name"] == "churn" and in_range(row)}
     assert sum(row["predictions"] for row in rows) == len(requests) == len(served_rows(data))
-    expected = count(served_rows(data), lambda row: (hour_of(row), "churn v%s (%s)" % (row["model_version"],
-                                                                                        row["model_alias"])))
+    expected = count(served_rows(data),
+                     lambda row: (hour_of(row), "churn v%s (%s)" % (row["model_version"], row["model_alias"])))
     assert {(row["time"], row["version"]): row["predictions"] for row in rows} == expected
     # split mode: the challenger's answers are traffic of their own
     assert any(version == "churn v5 (challenger)" for _time, version in expected)

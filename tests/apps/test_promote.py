@@ -175,7 +175,8 @@ def test_the_first_promotion_and_the_usage_errors(mlflow, dataset, unique):
     code, output = promote(mlflow, name, "-e", "from_alias=challenger")
     assert code != 0 and "alias challenger of registered model %s points at no version" % name in output, output
 
-    code, output = promote(mlflow, name, "-e", "model_version=latest", dataset=dataset)  # no champion yet: nothing to compare with
+    # No champion yet: nothing to compare with.
+    code, output = promote(mlflow, name, "-e", "model_version=latest", dataset=dataset)
     assert code == 0, output
     assert re.search(r"rmse\s+minimize\s+-\s+2\s+-\s+-\s+no current value", output), output
     assert model(mlflow.target, name)["aliases"] == {"champion": version}
@@ -292,3 +293,11 @@ def test_on_gcp_the_admin_password_comes_from_secret_manager_and_an_id_token_pas
         assert fake_gcp.writes() == []  # the secret was only read
     finally:
         gate.close()
+
+
+def test_a_pipeline_serving_latest_or_a_stage_has_no_alias_to_gate(mlflow, unique):
+    for settings, phrase in (({"mlops_model_alias": "latest"}, "serves the latest version"),
+                             ({"mlops_model_stage": "Production"}, "serves the MLflow stage Production")):
+        code, output = promote(mlflow, "gated-" + unique, "-e", "model_version=1", **settings)
+        assert code != 0 and phrase in output and "Nothing was changed" in output, output
+    assert writes(mlflow) == []

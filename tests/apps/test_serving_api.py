@@ -129,7 +129,7 @@ def test_predictions_are_logged_with_the_table_schema(serving, registered_model,
     for index, prediction in enumerate(body["predictions"]):
         row = by_id[prediction["prediction_id"]]
         assert set(row) == {"prediction_id", "entity_id", "timestamp", "model_name", "model_version", "model_alias",
-                            "features", "prediction", "prediction_label", "latency_ms"}
+                            "features", "prediction", "prediction_label", "latency_ms", "served"}
         assert row["entity_id"] == ("customer-7" if index == 0 else None)
         assert before - timedelta(seconds=1) <= row["timestamp"] <= datetime.now(timezone.utc)
         assert (row["model_name"], row["model_version"], row["model_alias"]) == (
@@ -138,6 +138,7 @@ def test_predictions_are_logged_with_the_table_schema(serving, registered_model,
         assert row["prediction_label"] == str(prediction["prediction"])
         assert row["prediction"] == pytest.approx(prediction["probability"])
         assert row["latency_ms"] > 0
+        assert row["served"] is True  # the answer returned (a challenger's shadow row has false)
 
 
 def test_a_regressor_logs_its_value_and_no_label(mlflow_server, predictions_table, bigquery, bigquery_emulator):
@@ -220,7 +221,8 @@ def test_metrics_count_requests_latency_and_logging(serving, registered_model, p
     assert metric(text, "mlops_serving_http_request_duration_seconds_count", path="/predict") == 5
     assert metric(text, "mlops_serving_http_request_duration_seconds_bucket", path="/predict", le="+Inf") == 5
     assert metric(text, "mlops_serving_model_latency_seconds_count") == 4
-    assert metric(text, "mlops_serving_predictions_total", model_version=registered_model.version) == 7
+    assert metric(text, "mlops_serving_predictions_total", model_version=registered_model.version,
+                  model_alias="champion") == 7
     assert metric(text, "mlops_serving_prediction_log_rows_written_total") == 7
     assert metric(text, "mlops_serving_prediction_log_rows_failed_total") == 0
     assert metric(text, "mlops_serving_prediction_log_rows_dropped_total") == 0

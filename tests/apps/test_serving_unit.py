@@ -36,7 +36,9 @@ def test_settings_defaults():
 
 
 def test_settings_from_every_variable():
-    env = dict(BASE_ENV, MODEL_ALIAS="challenger", MODEL_POLL_INTERVAL="0", BIGQUERY_DATASET="d", BIGQUERY_TABLE="t",
+    env = dict(BASE_ENV, MODEL_ALIAS="champion", MODEL_STAGE="production", CHALLENGER_ALIAS="challenger",
+               CHALLENGER_MODE="split", CHALLENGER_FRACTION="0.25", MODEL_POLL_INTERVAL="0", BIGQUERY_DATASET="d",
+               BIGQUERY_TABLE="t",
                BIGQUERY_API_ENDPOINT="http://127.0.0.1:9050", LOG_BATCH_SIZE="100", LOG_FLUSH_INTERVAL="0.5",
                LOG_QUEUE_MAX_SIZE="2000", LOG_MAX_RETRY_SECONDS="30", LOG_INSERT_TIMEOUT="3",
                LOG_SHUTDOWN_TIMEOUT="5", MAX_INSTANCES="50", MAX_BODY_BYTES="2048", MLFLOW_AUTH="google-id-token",
@@ -46,7 +48,8 @@ def test_settings_from_every_variable():
                MODEL_FEATURES='[{"name": "plan", "type": "STRING", "categories": ["basic", "premium"]}]')
     settings = Settings.from_env(env)
     assert settings == Settings(tracking_uri="http://mlflow:5000", model_name="churn", bigquery_project="p",
-                                model_alias="challenger", poll_interval=0.0, bigquery_dataset="d", bigquery_table="t",
+                                model_stage="Production", challenger_alias="challenger", challenger_mode="split",
+                                challenger_fraction=0.25, poll_interval=0.0, bigquery_dataset="d", bigquery_table="t",
                                 bigquery_endpoint="http://127.0.0.1:9050", batch_size=100, flush_interval=0.5,
                                 queue_max_size=2000, max_retry_seconds=30.0, insert_timeout=3.0, shutdown_timeout=5.0,
                                 max_instances=50, max_body_bytes=2048, mlflow_auth="google-id-token",
@@ -55,6 +58,68 @@ def test_settings_from_every_variable():
                                 positive_class=1, classes=(0, 1),
                                 features=[{"name": "plan", "categories": ["basic", "premium"]}])
     assert set(env) == set(ENVIRONMENT)  # every variable is read
+
+
+# -- what is served: alias, latest or stage, and the challenger -----------------------------------------------
+def test_model_selection_and_what_is_logged_as_model_alias():
+    from mlops_serving.config import selector
+
+    assert Settings.from_env(dict(BASE_ENV, MODEL_ALIAS="blue")).model_uri == "models:/churn@blue"
+    latest = Settings.from_env(dict(BASE_ENV, MODEL_ALIAS="latest"))
+    assert (latest.model_uri, selector(latest.model_alias, latest.model_stage)) == ("models:/churn/latest", "latest")
+    staged = Settings.from_env(dict(BASE_ENV, MODEL_STAGE=" staging "))
+    assert staged.model_stage == "Staging"  # MLflow's spelling, as MLflow matches stage names
+    assert (staged.model_uri, selector(staged.model_alias, staged.model_stage)) == (
+        "models:/churn/Staging", "stage:Staging")
+    explicit = Settings.from_env(dict(BASE_ENV, MODEL_STAGE="Production", MODEL_ALIAS="champion"))
+    assert explicit.model_stage == "Production"
+    assert Settings.from_env(dict(BASE_ENV, MODEL_ALIAS="Latest")).model_alias == "latest"  # reserved in any case
+    plain = Settings.from_env(BASE_ENV)
+    assert (plain.model_stage, plain.challenger_alias, plain.challenger_uri) == (None, None, None)
+
+
+def test_challenger_settings():
+    shadow = Settings.from_env(dict(BASE_ENV, CHALLENGER_ALIAS="challenger"))
+    assert (shadow.challenger_alias, shadow.challenger_mode, shadow.challenger_fraction) == (
+        "challenger", "shadow", None)
+    assert shadow.challenger_uri == "models:/churn@challenger"
+    split = Settings.from_env(dict(BASE_ENV, CHALLENGER_ALIAS="LATEST", CHALLENGER_MODE="split",
+                                   CHALLENGER_FRACTION="1"))
+    assert (split.challenger_uri, split.challenger_fraction) == ("models:/churn/latest", 1.0)
+    # A stage-served champion may be challenged by the version the champion alias names.
+    staged = Settings.from_env(dict(BASE_ENV, MODEL_STAGE="Production", CHALLENGER_ALIAS="champion"))
+    assert staged.challenger_alias == "champion"
+
+
+@pytest.mark.parametrize("env, message", [
+    ({"MODEL_STAGE": "None"}, "MODEL_STAGE must be one of Production, Staging"),
+    ({"MODEL_STAGE": "Archived"}, "None and Archived hold no deployed version"),
+    ({"MODEL_STAGE": "prod"}, "MODEL_STAGE must be one of"),
+    ({"MODEL_STAGE": "Production", "MODEL_ALIAS": "blue"}, r"MODEL_STAGE \(Production\) and MODEL_ALIAS \(blue\)"),
+    ({"MODEL_STAGE": "Production", "MODEL_ALIAS": "latest"}, "set one"),
+    ({"CHALLENGER_ALIAS": "champion"}, "CHALLENGER_ALIAS must differ from MODEL_ALIAS"),
+    ({"CHALLENGER_ALIAS": "c", "CHALLENGER_MODE": "canary"}, "CHALLENGER_MODE must be one of split, shadow"),
+    ({"CHALLENGER_ALIAS": "c", "CHALLENGER_MODE": "split"}, "CHALLENGER_FRACTION must be more than 0 and at most 1"),
+    ({"CHALLENGER_ALIAS": "c", "CHALLENGER_MODE": "split", "CHALLENGER_FRACTION": "0"}, "more than 0"),
+    ({"CHALLENGER_ALIAS": "c", "CHALLENGER_MODE": "split", "CHALLENGER_FRACTION": "1.5"}, "at most 1"),
+    ({"CHALLENGER_ALIAS": "c", "CHALLENGER_MODE": "split", "CHALLENGER_FRACTION": "-0.1"}, "more than 0"),
+    ({"CHALLENGER_ALIAS": "c", "CHALLENGER_MODE": "split", "CHALLENGER_FRACTION": "nan"}, "finite number"),
+    ({"CHALLENGER_ALIAS": "c", "CHALLENGER_MODE": "split", "CHALLENGER_FRACTION": "a tenth"},
+     "CHALLENGER_FRACTION must be a number"),
+    ({"CHALLENGER_ALIAS": "c", "CHALLENGER_FRACTION": "0.1"}, "CHALLENGER_FRACTION is for CHALLENGER_MODE=split"),
+    ({"CHALLENGER_FRACTION": "0.1"}, "CHALLENGER_FRACTION is set but CHALLENGER_ALIAS is empty"),
+    ({"MODEL_ALIAS": "stage:Production"}, "MODEL_ALIAS must be an MLflow alias name"),
+    ({"CHALLENGER_ALIAS": "chal lenger"}, "CHALLENGER_ALIAS must be an MLflow alias name"),
+])
+def test_invalid_selection_is_refused_with_the_variable_named(env, message):
+    with pytest.raises(ConfigError, match=message):
+        Settings.from_env(dict(BASE_ENV, **env))
+
+
+def test_challenger_fraction_is_checked_in_settings_built_directly():
+    with pytest.raises(ConfigError, match="CHALLENGER_FRACTION must be more than 0"):
+        Settings(tracking_uri="http://m", model_name="m", bigquery_project="p", challenger_alias="c",
+                 challenger_mode="split", challenger_fraction=True)
 
 
 @pytest.mark.parametrize("name", ["MLFLOW_TRACKING_URI", "MODEL_NAME", "BIGQUERY_PROJECT"])
@@ -279,3 +344,14 @@ def test_nothing_is_taken_after_close():
     assert log.close(1.0)
     assert not log.offer(rows(1))
     assert log.stats()["rejected"] == 1
+
+
+def test_shadow_rows_get_insert_ids_of_their_own_and_are_never_counted_rejected():
+    answer, shadow = rows(2), [dict(row, served=False) for row in rows(2)]  # the same prediction_ids
+    client = FakeClient([[]])
+    log = run_log(client, [[dict(row, served=True) for row in answer] + shadow])
+    assert client.calls[0]["ids"] == ["id-0", "id-1", "id-0/shadow", "id-1/shadow"]
+    assert log.stats()["written"] == 4
+    full = PredictionLogger("p.d.t", FakeClient(), batch_size=2, max_queue=3)
+    assert full.offer(rows(2)) and not full.offer(shadow, optional=True)
+    assert (full.stats()["queued"], full.stats()["rejected"]) == (2, 0)

@@ -163,7 +163,21 @@ def local_settings(project=None, inventory=None):
             "bucket": render(values["mlops_mlflow_artifacts_bucket"]), "model_name": render(values["mlops_model_name"]),
             "model_alias": render(values["mlops_model_alias"]),
             # What the serving API must know to serve the inventory's own model (see serving_declarations).
-            "label": values.get("mlops_label") or {}, "features": values.get("mlops_features") or []}
+            "label": values.get("mlops_label") or {}, "features": values.get("mlops_features") or [],
+            # A legacy stage served instead of the alias, and the challenger (null: none), as the serving role has them.
+            "model_stage": render(values["mlops_model_stage"]) if values.get("mlops_model_stage") else "",
+            "challenger": values.get("mlops_challenger") or None}
+
+
+def serving_selection(settings):
+    """MODEL_STAGE and the CHALLENGER_* variables the serving role gives the API (roles/serving/tasks/main.yml);
+    empty when unset. The API checks them (config.py), as validate.yml does for the role."""
+    challenger = settings.get("challenger") or {}
+    fraction = challenger.get("fraction")
+    return {"MODEL_STAGE": settings.get("model_stage") or "",
+            "CHALLENGER_ALIAS": str(challenger.get("alias") or ""),
+            "CHALLENGER_MODE": str(challenger.get("mode") or "shadow") if challenger else "",
+            "CHALLENGER_FRACTION": "" if fraction is None else str(fraction)}
 
 
 REGRESSION_LABEL_TYPES = ("FLOAT", "FLOAT64", "NUMERIC", "BIGNUMERIC")
@@ -304,19 +318,21 @@ def start_mlflow(state_dir, settings):
 
 def serving_env(settings):
     """What the serving role gives the Cloud Run service, pointed at the local MLflow and BigQuery emulator."""
-    env = clean_env("MLFLOW_", "MODEL_", "LOG_", "BIGQUERY_")
+    env = clean_env("MLFLOW_", "MODEL_", "LOG_", "BIGQUERY_", "CHALLENGER_")
     env.update({"PYTHONPATH": str(SERVING_DIR), "PORT": str(LOCAL_PORTS["serving"]), "HOST": "127.0.0.1",
                 "MLFLOW_TRACKING_URI": url_of("mlflow"), "MODEL_NAME": settings["model_name"],
                 "MODEL_ALIAS": settings["model_alias"], "MODEL_POLL_INTERVAL": "10",
                 "BIGQUERY_PROJECT": settings["project"], "BIGQUERY_DATASET": settings["dataset"],
                 "BIGQUERY_API_ENDPOINT": url_of("bigquery")})
     env.update(serving_declarations(settings))
+    env.update(serving_selection(settings))
     return env
 
 
 def serving_settings(settings):
     """What makes a running serving API the one an inventory wants (its env minus this process's own)."""
-    return {key: value for key, value in serving_env(settings).items() if key.startswith(("MODEL_", "BIGQUERY_"))}
+    return {key: value for key, value in serving_env(settings).items()
+            if key.startswith(("MODEL_", "BIGQUERY_", "CHALLENGER_"))}
 
 
 def serves_other_settings(state_dir, settings):

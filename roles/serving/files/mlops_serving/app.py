@@ -1,10 +1,10 @@
 """The serving API: FastAPI app factory.
 
     GET  /health   the process is alive (503 if a background thread died)
-    GET  /ready    a model is loaded (503 until then)
+    GET  /ready    a model is loaded (503 until then); the challenger's state, when there is one
     POST /predict  one instance or a batch, validated against the model signature
     GET  /model    name, version, alias, run_id, signature, task, classes and features (with their allowed
-                   values) of the served model
+                   values) of the served model, and the challenger's alias, mode, fraction and version
     GET  /metrics  Prometheus text (not in the OpenAPI document, which describes the served model's features:
                    see openapi.py)
 
@@ -20,6 +20,14 @@ and answers {"model_name": ..., "model_version": ..., "model_alias": ...,
 `prediction` is a regressor's value, or a classifier's class in the label's declared type (task.py);
 `probability`, for binary classifiers only, is the probability of the positive class, and `probabilities`,
 for classifiers of more classes only, maps each class to its probability.
+
+What is served (config.py): the version MODEL_ALIAS points at (model_alias is that alias), the highest READY
+version (MODEL_ALIAS=latest, model_alias `latest`), or the newest version in a legacy stage (MODEL_STAGE,
+model_alias `stage:<stage>`). With a challenger (CHALLENGER_ALIAS, challenger.py) in split mode, a request
+drawn for it is answered and logged with the challenger's version and alias; in shadow mode the champion
+answers and the challenger's predictions are logged alongside with served=false and the same prediction_ids.
+Every row logged for an answer has served=true. Input is validated against the champion's signature: a
+challenger that cannot take it is skipped (counted in /metrics), never the cause of an error.
 
 Errors: 413 for a body over MAX_BODY_BYTES (refused before it is parsed); 422 names the missing, unexpected
 or wrongly typed features, a value outside a feature's allowed values (domains.py), an instance the model
@@ -51,6 +59,7 @@ from starlette.concurrency import run_in_threadpool
 from .auth import from_settings as mlflow_auth
 from .bounds import (EXCERPT, MAX_ERRORS, MAX_MESSAGE, InputError, check_batch_size, decode, error_response, excerpt,
                      read_body)
+from .challenger import LOG_QUEUE_FULL, Challenger
 from .metrics import Metrics, MetricsMiddleware
 from .model import ModelError, ModelManager, feature_errors
 from .openapi import PREDICT_BODY, PREDICT_RESPONSES, Health, ModelDocument, ModelInfo, Ready, unavailable
@@ -105,25 +114,48 @@ def _unavailable(detail, retry_after=1):
     return JSONResponse({"detail": detail}, status_code=503, headers={"Retry-After": str(retry_after)})
 
 
-def create_app(settings, *, manager=None, prediction_log=None, bigquery_client=None):
-    """The app for `settings`; a manager or prediction log passed in is used instead of one built from them."""
+def _challenger(settings, manager, challenger_manager, draw):
+    """The Challenger of CHALLENGER_ALIAS (None without one): a ModelManager of its own on the champion's MLflow
+    client settings, its ID tokens included."""
+    if challenger_manager is None and not settings.challenger_alias:
+        return None
+    challenger_manager = challenger_manager or ModelManager(
+        settings.tracking_uri, settings.model_name, settings.challenger_alias, settings.poll_interval,
+        auth=getattr(manager, "auth", None), allow_pickle=settings.allow_pickle,
+        trusted_types=settings.trusted_types, declared=settings.declared, role="challenger")
+    return Challenger(challenger_manager, settings.challenger_mode, settings.challenger_fraction, draw=draw)
+
+
+def create_app(settings, *, manager=None, prediction_log=None, bigquery_client=None, challenger_manager=None,
+               draw=None):
+    """The app for `settings`; a manager, challenger manager or prediction log passed in is used instead of one
+    built from them. `draw` replaces random.random for split mode's per-request draw (tests)."""
     manager = manager or ModelManager(settings.tracking_uri, settings.model_name, settings.model_alias,
                                       settings.poll_interval, auth=mlflow_auth(settings),
                                       allow_pickle=settings.allow_pickle, trusted_types=settings.trusted_types,
-                                      declared=settings.declared)
+                                      declared=settings.declared, stage=settings.model_stage)
+    challenger = _challenger(settings, manager, challenger_manager, draw)
     prediction_log = prediction_log or PredictionLogger.from_settings(settings, client=bigquery_client)
-    metrics = Metrics(prediction_log, manager)
+    metrics = Metrics(prediction_log, manager, challenger)
+    if challenger is not None:
+        challenger.failures = metrics.challenger_failures
 
     @contextlib.asynccontextmanager
     async def lifespan(_app):
         prediction_log.start()
         manager.start()  # loads the model in the background: /health answers at once, /ready once loaded
         LOG.info("serving %s; logging predictions to %s", settings.model_uri, settings.table_path)
+        if challenger is not None:
+            challenger.manager.start()
+            LOG.info("challenger %s in %s mode%s", challenger.alias, challenger.mode,
+                     ", answering %g of the requests" % challenger.fraction if challenger.mode == "split" else "")
         if getattr(manager, "auth", None) is not None:
             LOG.info("requests to MLflow carry Google ID tokens for audience %s", manager.auth.audience)
         try:
             yield
         finally:
+            if challenger is not None:
+                challenger.manager.stop()
             manager.stop()
             flushed = prediction_log.close(settings.shutdown_timeout)
             stats = prediction_log.stats()
@@ -131,10 +163,16 @@ def create_app(settings, *, manager=None, prediction_log=None, bigquery_client=N
                      stats["failed"], stats["dropped"], "" if flushed else " (see the dead-letter log)")
 
     description = "Predictions of %s, each logged to BigQuery (%s)." % (settings.model_uri, settings.table_path)
+    if challenger is not None:
+        description += " Challenger %s in %s mode%s." % (
+            settings.challenger_uri, challenger.mode,
+            " (answers %g of the requests)" % challenger.fraction if challenger.mode == "split" else
+            " (predicts every request, logged with served=false; the champion answers)")
     app = FastAPI(title="mlops serving API", version="1.0", lifespan=lifespan, description=description)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     app.state.settings = settings
     app.state.manager = manager
+    app.state.challenger = challenger
     app.state.prediction_log = prediction_log
     app.state.metrics = metrics
     app.openapi = ModelDocument(app, manager, settings.max_instances)
@@ -158,6 +196,8 @@ def create_app(settings, *, manager=None, prediction_log=None, bigquery_client=N
                   "model_alias": current.alias}
         if manager.last_error:  # the alias moved to a version that cannot be served: this one keeps serving
             answer["error"] = manager.last_error
+        if challenger is not None:  # ready whatever its state: the champion answers alone meanwhile
+            answer["challenger"] = challenger.describe()
         return answer
 
     @app.get("/model", response_model=None, responses={200: {"model": ModelInfo},
@@ -166,7 +206,10 @@ def create_app(settings, *, manager=None, prediction_log=None, bigquery_client=N
         current = manager.current
         if current is None:
             return _unavailable("model %s is not loaded yet" % settings.model_uri, retry_after=5)
-        return current.describe()
+        answer = current.describe()
+        if challenger is not None:
+            answer["challenger"] = challenger.describe()
+        return answer
 
     @app.get("/metrics", include_in_schema=False)
     def metrics_text():
@@ -205,26 +248,41 @@ def create_app(settings, *, manager=None, prediction_log=None, bigquery_client=N
         if errors:
             return error_response(errors, total=total)
         timestamp = _now()
-        try:
-            outputs, latency_ms, failures = model.predict_or_blame([instance.features for instance in instances])
-        except ModelError as exc:
-            LOG.error("model %s version %s gave an output this API cannot use: %s", model.name, model.version, exc)
-            return JSONResponse({"detail": "the model's output cannot be used (%s); see the service log"
-                                 % excerpt(str(exc), MAX_MESSAGE)}, status_code=500)
-        if failures:
-            return _failed_instances(failures, location, model, len(instances), metrics)
+        features = [instance.features for instance in instances]
+        # Split mode: a request drawn for the challenger is answered by it, unless it cannot predict it (then
+        # the champion answers, as for any request).
+        answered = challenger.predict(features) if challenger is not None and challenger.answers() else None
+        if answered is not None:
+            model, outputs, latency_ms = answered
+        else:
+            try:
+                outputs, latency_ms, failures = model.predict_or_blame(features)
+            except ModelError as exc:
+                LOG.error("model %s version %s gave an output this API cannot use: %s", model.name, model.version,
+                          exc)
+                return JSONResponse({"detail": "the model's output cannot be used (%s); see the service log"
+                                     % excerpt(str(exc), MAX_MESSAGE)}, status_code=500)
+            if failures:
+                return _failed_instances(failures, location, model, len(instances), metrics)
         ids = [str(uuid.uuid4()) for _i in instances]
-        rows = [{"prediction_id": prediction_id, "entity_id": instance.entity_id, "timestamp": timestamp,
-                 "model_name": model.name, "model_version": model.version, "model_alias": model.alias,
-                 "features": json.dumps(instance.features, separators=(",", ":")),
-                 "prediction": output.numeric, "prediction_label": output.label, "latency_ms": latency_ms}
-                for prediction_id, instance, output in zip(ids, instances, outputs)]
+        rows = _rows(ids, instances, model, outputs, latency_ms, timestamp, served=True)
         if not prediction_log.offer(rows):
             LOG.warning("prediction log queue full (%d rows): refusing %d predictions with 503",
                         prediction_log.max_queue, len(rows))
             return _unavailable("the prediction log queue is full (BigQuery is slow or unavailable); the "
                                 "prediction was not recorded, retry later")
-        metrics.predictions.labels(model.version).inc(len(rows))
+        # Shadow mode: the challenger predicts the same instances once the answer is logged, on the request's time.
+        shadow = challenger.predict(features) if challenger is not None and challenger.mode == "shadow" else None
+        if shadow is not None:
+            shadow_model, shadow_outputs, shadow_latency = shadow
+            # The same prediction_ids: ground truth joined on prediction_id scores both versions.
+            shadow_rows = _rows(ids, instances, shadow_model, shadow_outputs, shadow_latency, timestamp, served=False)
+            if prediction_log.offer(shadow_rows, optional=True):
+                metrics.shadow_predictions.labels(shadow_model.version, shadow_model.alias).inc(len(shadow_rows))
+            else:
+                challenger.fail(LOG_QUEUE_FULL, "%d shadow rows did not fit in the prediction log queue"
+                                % len(shadow_rows))
+        metrics.predictions.labels(model.version, model.alias).inc(len(rows))
         metrics.model_latency.observe(latency_ms / 1000.0)
         for feature in unknown:  # open features (unknown: allow) that were served a value outside their domain
             metrics.unknown_categories.labels(feature).inc()
@@ -235,6 +293,16 @@ def create_app(settings, *, manager=None, prediction_log=None, bigquery_client=N
         return JSONResponse(dict(envelope, predictions=results))
 
     return app
+
+
+def _rows(ids, instances, model, outputs, latency_ms, timestamp, served):
+    """The predictions table's rows of one request's predictions by `model`; served=False for shadow ones."""
+    return [{"prediction_id": prediction_id, "entity_id": instance.entity_id, "timestamp": timestamp,
+             "model_name": model.name, "model_version": model.version, "model_alias": model.alias,
+             "features": json.dumps(instance.features, separators=(",", ":")),
+             "prediction": output.numeric, "prediction_label": output.label, "latency_ms": latency_ms,
+             "served": served}
+            for prediction_id, instance, output in zip(ids, instances, outputs)]
 
 
 def _result(prediction_id, output):

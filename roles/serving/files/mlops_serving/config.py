@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from dataclasses import dataclass, fields
 from urllib.parse import urlsplit
 
@@ -21,7 +22,25 @@ ENVIRONMENT = {
                              "audience of the ID token, MLflow's Cloud Run service URL; when unset, the "
                              "scheme://host of MLFLOW_TRACKING_URI"),
     "MODEL_NAME": ("model_name", "str", REQUIRED, "registered model name"),
-    "MODEL_ALIAS": ("model_alias", "str", "champion", "alias served: models:/<name>@<alias>"),
+    "MODEL_ALIAS": ("model_alias", "str", "champion",
+                    "alias served: models:/<name>@<alias>; `latest` serves the highest READY version instead, as "
+                    "MLflow's models:/<name>/latest does (MLflow reserves that name, so no alias can be called so)"),
+    "MODEL_STAGE": ("model_stage", "str", None,
+                    "legacy registry stage served instead of the alias: Production or Staging, the newest version "
+                    "in that stage (models:/<name>/<stage>). MLflow deprecated stages in favour of aliases in 2.9: "
+                    "set it only for a registry still promoting by stage, and not with a MODEL_ALIAS other than "
+                    "champion. Predictions are logged with model_alias `stage:<stage>`"),
+    "CHALLENGER_ALIAS": ("challenger_alias", "str", None,
+                         "alias of a challenger version also loaded and followed (or `latest`); unset: no challenger. "
+                         "A challenger that cannot be loaded or fails on a request never changes an answer: the "
+                         "champion answers alone and the failure is shown in /ready, /model and /metrics"),
+    "CHALLENGER_MODE": ("challenger_mode", "str", "shadow",
+                        "split: CHALLENGER_FRACTION of the requests, drawn at random, are answered by the "
+                        "challenger (logged with its alias); shadow: the challenger also predicts every request, "
+                        "the champion's answer is returned and the challenger's is only logged, with served=false "
+                        "and the same prediction_id (each request then costs both models' time)"),
+    "CHALLENGER_FRACTION": ("challenger_fraction", "number", None,
+                            "split only: the share of requests the challenger answers, more than 0 and at most 1"),
     "MODEL_ALLOW_PICKLE": ("allow_pickle", "bool", False,
                            "true to also load models whose format runs pickled code when loaded (pickle or "
                            "cloudpickle scikit-learn models, custom python_model and other flavours); by default "
@@ -71,6 +90,12 @@ ENVIRONMENT = {
 
 
 MLFLOW_AUTH_METHODS = ("none", "google-id-token")
+# Stages a version can be served from. None (registered, never staged) and Archived name no deployment.
+SERVED_STAGES = ("Production", "Staging")
+LATEST = "latest"  # MODEL_ALIAS/CHALLENGER_ALIAS value: the highest READY version (MLflow reserves the alias name)
+DEFAULT_ALIAS = "champion"
+CHALLENGER_MODES = ("split", "shadow")
+ALIAS_NAME = re.compile(r"^[\w\-]+$")  # what MLflow accepts as an alias name (letters, digits, _ and -)
 DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
@@ -99,7 +124,11 @@ class Settings:  # pylint: disable=too-many-instance-attributes
     tracking_uri: str
     model_name: str
     bigquery_project: str
-    model_alias: str = "champion"
+    model_alias: str = DEFAULT_ALIAS
+    model_stage: str | None = None
+    challenger_alias: str | None = None
+    challenger_mode: str = "shadow"
+    challenger_fraction: float | None = None
     poll_interval: float = 30.0
     bigquery_dataset: str = "mlops"
     bigquery_table: str = "predictions"
@@ -141,7 +170,53 @@ class Settings:  # pylint: disable=too-many-instance-attributes
             raise ConfigError("MAX_INSTANCES (%d) must not exceed LOG_QUEUE_MAX_SIZE (%d)"
                               % (self.max_instances, self.queue_max_size))
         self._check_mlflow_auth()
+        self._check_selection()
         self._check_label()
+
+    def _check_selection(self):
+        """What is served: the alias, `latest` or a legacy stage, and the challenger (stage set in its canonical
+        spelling: MLflow matches stage names case-insensitively)."""
+        if self.model_stage:
+            stage = {s.lower(): s for s in SERVED_STAGES}.get(str(self.model_stage).strip().lower())
+            if stage is None:
+                raise ConfigError("MODEL_STAGE must be one of %s (None and Archived hold no deployed version), got %r"
+                                  % (", ".join(SERVED_STAGES), self.model_stage))
+            if self.model_alias != DEFAULT_ALIAS:
+                raise ConfigError("MODEL_STAGE (%s) and MODEL_ALIAS (%s) both say which version to serve: set one "
+                                  "(stages are deprecated since MLflow 2.9, aliases replace them)"
+                                  % (stage, self.model_alias))
+            object.__setattr__(self, "model_stage", stage)
+        else:
+            object.__setattr__(self, "model_stage", None)
+        for name, alias in (("MODEL_ALIAS", self.model_alias), ("CHALLENGER_ALIAS", self.challenger_alias)):
+            if (alias or name == "MODEL_ALIAS") and not ALIAS_NAME.match(str(alias)):
+                raise ConfigError("%s must be an MLflow alias name (letters, digits, _ and -) or latest, got %r"
+                                  % (name, alias))
+        # MLflow reserves `latest` whatever its case: Latest cannot be an alias either.
+        if self.model_alias.lower() == LATEST:
+            object.__setattr__(self, "model_alias", LATEST)
+        if self.challenger_alias and self.challenger_alias.lower() == LATEST:
+            object.__setattr__(self, "challenger_alias", LATEST)
+        if self.challenger_mode not in CHALLENGER_MODES:
+            raise ConfigError("CHALLENGER_MODE must be one of %s, got %r"
+                              % (", ".join(CHALLENGER_MODES), self.challenger_mode))
+        fraction = self.challenger_fraction
+        if not self.challenger_alias:
+            object.__setattr__(self, "challenger_alias", None)
+            if fraction is not None:
+                raise ConfigError("CHALLENGER_FRACTION is set but CHALLENGER_ALIAS is empty: set the challenger's "
+                                  "alias, or unset CHALLENGER_FRACTION")
+            return
+        if self.challenger_alias == self.model_alias and not self.model_stage:
+            raise ConfigError("CHALLENGER_ALIAS must differ from MODEL_ALIAS (%s): a model cannot challenge itself"
+                              % self.model_alias)
+        if self.challenger_mode == "split":
+            if fraction is None or isinstance(fraction, bool) or not 0 < fraction <= 1:
+                raise ConfigError("CHALLENGER_FRACTION must be more than 0 and at most 1 with CHALLENGER_MODE=split "
+                                  "(the share of requests the challenger answers), got %s" % (fraction,))
+        elif fraction is not None:
+            raise ConfigError("CHALLENGER_FRACTION is for CHALLENGER_MODE=split; in shadow mode the challenger "
+                              "predicts every request: unset it")
 
     def _check_label(self):
         """The declared label, each value in the label's type (frozen: the checked values are set in place)."""
@@ -211,7 +286,12 @@ class Settings:  # pylint: disable=too-many-instance-attributes
 
     @property
     def model_uri(self):
-        return "models:/%s@%s" % (self.model_name, self.model_alias)
+        """MLflow's URI of what is served: models:/<name>@<alias>, models:/<name>/latest or models:/<name>/<stage>."""
+        return model_uri(self.model_name, self.model_alias, self.model_stage)
+
+    @property
+    def challenger_uri(self):
+        return model_uri(self.model_name, self.challenger_alias) if self.challenger_alias else None
 
     @classmethod
     def from_env(cls, env):
@@ -230,6 +310,20 @@ class Settings:  # pylint: disable=too-many-instance-attributes
             raise ConfigError("set both MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD (MLflow's basic "
                               "authentication) or neither")
         return settings
+
+
+def model_uri(name, alias, stage=None):
+    if stage:
+        return "models:/%s/%s" % (name, stage)
+    if alias == LATEST:
+        return "models:/%s/latest" % name
+    return "models:/%s@%s" % (name, alias)
+
+
+def selector(alias, stage=None):
+    """What predictions are logged with in model_alias: the alias, `latest`, or `stage:<stage>` (no alias can
+    contain a colon, so a stage is never mistaken for one)."""
+    return "stage:%s" % stage if stage else alias
 
 
 def _parse(name, kind, raw):
@@ -252,9 +346,10 @@ def _parse(name, kind, raw):
         value = int(raw) if kind == "int" else float(raw)
     except ValueError:
         raise ConfigError("environment variable %s must be %s, got %r" % (
-            name, "an integer" if kind == "int" else "a number of seconds", raw)) from None
-    if kind == "seconds" and not math.isfinite(value):
-        raise ConfigError("environment variable %s must be a finite number of seconds, got %r" % (name, raw))
+            name, {"int": "an integer", "number": "a number"}.get(kind, "a number of seconds"), raw)) from None
+    if kind in ("seconds", "number") and not math.isfinite(value):
+        raise ConfigError("environment variable %s must be a finite number%s, got %r" % (
+            name, " of seconds" if kind == "seconds" else "", raw))
     return value
 
 

@@ -18,9 +18,10 @@ LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
 class StateCollector:
     """Reads the prediction log's and the model manager's counters at scrape time."""
 
-    def __init__(self, prediction_log, manager):
+    def __init__(self, prediction_log, manager, challenger=None):
         self.prediction_log = prediction_log
         self.manager = manager
+        self.challenger = challenger  # challenger.Challenger, or None
 
     def describe(self):
         return []
@@ -59,6 +60,31 @@ class StateCollector:
         failures = CounterMetricFamily("mlops_serving_model_load_failures", "Failed alias lookups or model loads")
         failures.add_metric([], self.manager.failures)
         yield failures
+        if self.challenger is not None:
+            yield from self._challenger()
+
+    def _challenger(self):
+        """The challenger's state, in series of its own: a dashboard reading mlops_serving_model_info still sees
+        one served model."""
+        manager = self.challenger.manager
+        current = manager.current
+        info = GaugeMetricFamily("mlops_serving_challenger_info", "The challenger version loaded (value 1), its mode "
+                                 "(split or shadow) and fraction (split)",
+                                 labels=["model_name", "model_version", "model_alias", "mode", "fraction"])
+        if current is not None:
+            info.add_metric([current.name, current.version, current.alias, self.challenger.mode,
+                             "" if self.challenger.fraction is None else str(self.challenger.fraction)], 1)
+        yield info
+        yield _gauge("mlops_serving_challenger_loaded", "1 when a challenger version is loaded, 0 while the champion "
+                     "answers alone", 0 if current is None else 1)
+        reloads = CounterMetricFamily("mlops_serving_challenger_reloads",
+                                      "Swaps to a new challenger version after its alias moved")
+        reloads.add_metric([], manager.reloads)
+        yield reloads
+        failures = CounterMetricFamily("mlops_serving_challenger_load_failures",
+                                       "Failed challenger alias lookups or model loads")
+        failures.add_metric([], manager.failures)
+        yield failures
 
 
 def _gauge(name, text, value):
@@ -68,7 +94,7 @@ def _gauge(name, text, value):
 
 
 class Metrics:
-    def __init__(self, prediction_log, manager):
+    def __init__(self, prediction_log, manager, challenger=None):
         self.registry = CollectorRegistry(auto_describe=False)
         self.requests = Counter("mlops_serving_http_requests", "HTTP requests by path, method and status code",
                                 ["path", "method", "status"], registry=self.registry)
@@ -76,8 +102,18 @@ class Metrics:
                                  ["path"], buckets=LATENCY_BUCKETS, registry=self.registry)
         self.model_latency = Histogram("mlops_serving_model_latency_seconds", "Time the model took per /predict request",
                                        buckets=LATENCY_BUCKETS, registry=self.registry)
-        self.predictions = Counter("mlops_serving_predictions", "Predictions acknowledged (instances) by model version",
-                                   ["model_version"], registry=self.registry)
+        # By alias too: in split mode the champion and the challenger answer side by side.
+        self.predictions = Counter("mlops_serving_predictions", "Predictions acknowledged (instances) by the model "
+                                   "version and alias that answered", ["model_version", "model_alias"],
+                                   registry=self.registry)
+        self.shadow_predictions = Counter(
+            "mlops_serving_shadow_predictions", "Challenger predictions made in shadow mode and logged (served=false), "
+            "not returned, by model version and alias", ["model_version", "model_alias"], registry=self.registry)
+        self.challenger_failures = Counter(
+            "mlops_serving_challenger_failures", "Requests the challenger should have predicted and did not (the "
+            "champion answered alone), by reason: not_loaded, invalid_input (its signature refuses what the champion "
+            "took), model_input (it failed on an instance), model_output, log_queue_full (shadow rows not logged)",
+            ["reason"], registry=self.registry)
         # One series per feature declared open (unknown: allow): the inventory bounds the label's values.
         self.unknown_categories = Counter(
             "mlops_serving_unknown_categories", "Values outside a feature's allowed values, served because the feature "
@@ -85,7 +121,7 @@ class Metrics:
         self.model_input_errors = Counter(
             "mlops_serving_model_input_errors", "Instances the model raised an error on (answered 422)",
             registry=self.registry)
-        self.registry.register(StateCollector(prediction_log, manager))
+        self.registry.register(StateCollector(prediction_log, manager, challenger))
 
 
 class MetricsMiddleware:

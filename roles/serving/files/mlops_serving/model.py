@@ -1,4 +1,5 @@
-"""The served model: loading `models:/<name>@<alias>`, following the alias, and validating input.
+"""The served model: loading `models:/<name>@<alias>` (or the latest version, or a legacy stage's), following
+it, and validating input.
 
 A request takes `ModelManager.current` once and uses that object to the end, so a swap to a new version
 (one attribute assignment) never affects a request already running: the old model stays alive for as long
@@ -20,6 +21,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
 from .bounds import MAX_ERRORS
+from .config import LATEST, selector
 from .domains import domains as feature_domains
 from .task import Declared, OutputSpec, cast_label, label_text, resolve
 
@@ -473,6 +475,10 @@ def load_model_safely(directory, allow_pickle=False, trusted_types=()):
 
 
 # -- loading and following the alias -------------------------------------------------------------------
+READY = "READY"         # ModelVersionStatus of a version whose files can be downloaded
+SEARCH_PAGE = 100       # versions per search_model_versions page when looking for the latest READY one
+
+
 def _http_status(exc):
     """The HTTP status of a failed MLflow call (MLflow's exception or requests' HTTPError), else None."""
     from mlflow.exceptions import MlflowException
@@ -503,18 +509,26 @@ def refusal_hint(exc, auth):
             "MLflow service)")
 
 
-class ModelManager:
-    """Holds the served model; a background thread follows the alias and swaps in new versions."""
+class ModelManager:  # pylint: disable=too-many-instance-attributes
+    """Holds the served model; a background thread follows the alias (or `latest`, or a stage) and swaps in new
+    versions.
+
+    `stage` (Production or Staging) serves the newest version in that legacy stage instead of the alias; the
+    loaded model's `alias` is then `stage:<stage>`, what predictions are logged with."""
 
     def __init__(self, tracking_uri, name, alias="champion", poll_interval=30.0, cache_dir=None, auth=None,
-                 allow_pickle=False, trusted_types=(), declared=None):
+                 allow_pickle=False, trusted_types=(), declared=None, stage=None, role="model"):
         self.tracking_uri = tracking_uri
         self.declared = declared or Declared()  # the label and features the inventory declares
         self.auth = auth              # auth.MlflowAuth, applied before each MLflow call; None: none
         self.allow_pickle = allow_pickle      # MODEL_ALLOW_PICKLE: load formats that run pickled code
         self.trusted_types = tuple(trusted_types)  # MODEL_TRUSTED_TYPES: skops types trusted besides its own
         self.name = name
-        self.alias = alias
+        self.stage = stage
+        self.alias = selector(alias, stage)  # what the served version is reported and logged as
+        self._alias = alias
+        self.role = role              # "model", or "challenger": named in the poller's thread and log lines
+        self._prefix = "" if role == "model" else "%s: " % role  # the champion's lines stay as they always were
         self.poll_interval = poll_interval
         self.cache_dir = cache_dir
         self.current = None           # LoadedModel; read once per request
@@ -537,9 +551,33 @@ class ModelManager:
             self.auth.apply()
 
     def resolve(self):
-        """The model version the alias points at now."""
+        """The model version the alias (or `latest`, or the stage) points at now."""
         self.authorize()
-        return self.client().get_model_version_by_alias(self.name, self.alias)
+        client = self.client()
+        if self.stage:
+            # The REST call models:/<name>/<stage> resolves through (get-latest-versions): one version per stage.
+            found = client.get_latest_versions(self.name, [self.stage])
+            if not found:
+                raise ModelError("no version of %s is in stage %s" % (self.name, self.stage))
+            return max(found, key=lambda v: int(v.version))
+        if self._alias == LATEST:
+            return self._latest_ready(client)
+        return client.get_model_version_by_alias(self.name, self._alias)
+
+    def _latest_ready(self, client):
+        """The highest version whose registration finished (READY): a version still being registered has no
+        files to download yet, and is picked up by the next poll once it has."""
+        token = None
+        while True:
+            page = client.search_model_versions("name = '%s'" % self.name,
+                                                max_results=SEARCH_PAGE, order_by=["version_number DESC"],
+                                                page_token=token)
+            for version in page:
+                if (version.status or READY) == READY:
+                    return version
+            token = page.token
+            if not token:
+                raise ModelError("%s has no version ready to serve" % self.name)
 
     def load(self, version):
         """Download and load one model version (not yet served)."""
@@ -578,11 +616,14 @@ class ModelManager:
         self.current = loaded  # the swap: requests that already hold the old model finish with it
         if current is not None:
             self.reloads += 1
-            LOG.info("alias %s of %s moved: now serving version %s (was %s)", self.alias, self.name,
+            followed = ("stage %s" % self.stage if self.stage else "the latest version" if self._alias == LATEST
+                        else "alias %s" % self.alias)
+            LOG.info("%s%s of %s moved: now serving version %s (was %s)", self._prefix, followed, self.name,
                      loaded.version, current.version)
             self._forget(current.version)
         else:
-            LOG.info("serving %s version %s (alias %s, run %s)", self.name, loaded.version, self.alias, loaded.run_id)
+            LOG.info("%sserving %s version %s (alias %s, run %s)", self._prefix, self.name, loaded.version,
+                     self.alias, loaded.run_id)
         LOG.info("version %s answers as %s%s; allowed values checked for %s", loaded.version, loaded.output.task,
                  " of classes %s" % list(loaded.output.classes) if loaded.output.classes else "",
                  ", ".join(sorted(loaded.domains)) or "no feature")
@@ -595,7 +636,7 @@ class ModelManager:
             shutil.rmtree(target, ignore_errors=True)
 
     def start(self):
-        self._thread = threading.Thread(target=self._run, name="model-poller", daemon=True)
+        self._thread = threading.Thread(target=self._run, name="%s-poller" % self.role, daemon=True)
         self._thread.start()
 
     def alive(self):
@@ -616,7 +657,7 @@ class ModelManager:
             self._poll()
         except BaseException:
             self._crashed = True
-            LOG.exception("the model poller stopped")
+            LOG.exception("the %s poller stopped", self.role)
             raise
 
     def _poll(self):
@@ -629,7 +670,7 @@ class ModelManager:
             except Exception as exc:  # pylint: disable=broad-exception-caught  # keep serving the current model
                 self.failures += 1
                 self.last_error = "%s: %s%s" % (type(exc).__name__, exc, refusal_hint(exc, self.auth))
-                LOG.warning("cannot load %s@%s: %s", self.name, self.alias, self.last_error)
+                LOG.warning("%scannot load %s@%s: %s", self._prefix, self.name, self.alias, self.last_error)
                 if self.current is None:  # not serving yet: retry soon, with backoff
                     self._stop.wait(delay)
                     delay = min(delay * 2, 30.0)

@@ -33,7 +33,10 @@ LABEL_JSON_TYPES = {"INTEGER": "integer", "FLOAT": "number", "STRING": "string",
 class ServedBy(BaseModel):
     model_name: str = Field(description="registered model name")
     model_version: str = Field(description="the model version that answered")
-    model_alias: str = Field(description="the alias it was loaded through")
+    model_alias: str = Field(description="what it was loaded through, as the predictions table logs it: the alias "
+                                         "(the champion's, or the challenger's for a request it answered in split "
+                                         "mode), `latest` (the highest READY version), or `stage:<stage>` (a legacy "
+                                         "registry stage)")
 
 
 class Prediction(BaseModel):
@@ -83,6 +86,20 @@ class Health(BaseModel):
     model_poller: Optional[bool] = None
 
 
+class ChallengerInfo(BaseModel):
+    alias: str = Field(description="the challenger's alias (CHALLENGER_ALIAS), or `latest`")
+    mode: str = Field(description="split (answers `fraction` of the requests) or shadow (predicts every request, "
+                                  "logged with served=false and the champion's prediction_id, never returned)")
+    fraction: Optional[float] = Field(default=None, description="split mode: the share of requests it answers")
+    loaded: bool = Field(description="false while no challenger version is loaded: the champion answers alone")
+    model_version: Optional[str] = None
+    run_id: Optional[str] = None
+    loaded_at: Optional[str] = None
+    error: Optional[str] = Field(default=None, description="the last failure to load or follow its alias")
+    last_failure: Optional[str] = Field(default=None, description="the last request it could not predict, and why "
+                                                                  "(counted in mlops_serving_challenger_failures)")
+
+
 class Ready(BaseModel):
     ready: bool
     model_name: Optional[str] = None
@@ -91,6 +108,8 @@ class Ready(BaseModel):
     error: Optional[str] = Field(default=None, description="the last failure to follow the alias, such as a "
                                                            "version refused because it contradicts the declared "
                                                            "label (the version named here keeps serving)")
+    challenger: Optional[ChallengerInfo] = Field(default=None, description="with CHALLENGER_ALIAS only; its state "
+                                                                           "never makes the API unready")
 
 
 class FeatureInfo(BaseModel):
@@ -114,6 +133,7 @@ class ModelInfo(BaseModel):
     features: list[FeatureInfo]
     classes: Optional[list[Any]] = None
     positive_class: Optional[Any] = None
+    challenger: Optional[ChallengerInfo] = Field(default=None, description="with CHALLENGER_ALIAS only")
 
 
 def unavailable(description):

@@ -2,7 +2,9 @@
 
 Requests `offer()` their rows to a bounded in-memory queue and return; one background thread writes them
 in batches with `tabledata.insertAll` (google-cloud-bigquery's insert_rows_json), each row with its
-prediction_id as insertId, so a batch sent again after a lost answer is deduplicated by BigQuery.
+prediction_id as insertId, so a batch sent again after a lost answer is deduplicated by BigQuery. A shadow
+row (served=false: a challenger's prediction of the same request) shares its prediction_id with the answer's
+row, so its insertId is `<prediction_id>/shadow`: the same id would make BigQuery drop one of the two.
 
 What happens to a row, and where it is counted (stats() and /metrics):
 - written: BigQuery accepted it.
@@ -88,12 +90,20 @@ class PredictionLogger:  # pylint: disable=too-many-instance-attributes
                    flush_interval=settings.flush_interval, max_queue=settings.queue_max_size,
                    max_retry_seconds=settings.max_retry_seconds, insert_timeout=settings.insert_timeout)
 
+    def _insert_id(self, row):
+        """The row's insertId: its id, told apart for a shadow row (see the module's docstring)."""
+        return row[self.id_field] if row.get("served") is not False else "%s/shadow" % row[self.id_field]
+
     # -- request side --------------------------------------------------------------------------------
-    def offer(self, rows):
-        """Queue every row or none: False (and the rows counted rejected) when they do not fit."""
+    def offer(self, rows, optional=False):
+        """Queue every row or none: False (and the rows counted rejected) when they do not fit.
+
+        `optional` rows (a challenger's shadow predictions, after the answer's own rows) are not counted rejected
+        when they do not fit: no client was refused, the caller counts them itself."""
         with self._cond:
             if self._closing or len(self._queue) + len(rows) > self.max_queue:
-                self._counts["rejected"] += len(rows)
+                if not optional:
+                    self._counts["rejected"] += len(rows)
                 return False
             self._queue.extend(rows)
             self._counts["offered"] += len(rows)
@@ -208,7 +218,7 @@ class PredictionLogger:  # pylint: disable=too-many-instance-attributes
 
     def _insert(self, rows):
         self._count("insert_requests", 1)
-        return self.client.insert_rows_json(self.table, rows, row_ids=[row[self.id_field] for row in rows],
+        return self.client.insert_rows_json(self.table, rows, row_ids=[self._insert_id(row) for row in rows],
                                             skip_invalid_rows=True, retry=None, timeout=self.insert_timeout)
 
     def _settle(self, rows, errors, pending):
