@@ -91,7 +91,7 @@ def test_site_converges_and_second_run_writes_nothing(bigquery, storage, unique,
     proc, recap = playbook(*args)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert recap["changed"] == 3 + 3
-    assert len(bigquery.writes()) == 5 and len(storage.writes()) == 1  # dataset + 4 tables, bucket
+    assert len(bigquery.writes()) == 6 and len(storage.writes()) == 1  # dataset + 5 tables, bucket
     assert "Serving API: http://127.0.0.1:8080 serving models:/diabetes-progression@champion" in proc.stdout
     written = json.loads((outputs / "local.json").read_text())
     assert written["MLOPS_DATASET"] == "site_" + unique and written["BIGQUERY_API_ENDPOINT"] == bigquery.url
@@ -105,7 +105,7 @@ def test_site_converges_and_second_run_writes_nothing(bigquery, storage, unique,
     proc, recap = playbook(*args, "--diff")
     assert proc.returncode == 0 and recap["changed"] == 0, proc.stdout
     assert bigquery.writes() == [] and storage.writes() == []
-    assert len(bigquery.requests) == 5 and len(storage.requests) == 1, "one read per resource"
+    assert len(bigquery.requests) == 6 and len(storage.requests) == 1, "one read per resource"
 
 
 def test_a_schema_change_that_loses_rows_is_asked_for_per_table(bigquery, storage, unique, tmp_path):
