@@ -253,7 +253,8 @@ def test_the_playbook_passes_for_a_full_deployer_and_prints_the_table(fake, proj
     proc, recap = playbook("playbooks/preflight.yml", "-i", "inventories/dev", "-e", extra,
                            env={"GCP_ACCESS_TOKEN": token})
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert recap == {"ok": 3, "changed": 0, "failed": 0}  # the settings checked, the preflight, its table
+    # The settings checked (common), the serving and alerting checks (6), the preflight, its table.
+    assert recap == {"ok": 9, "changed": 0, "failed": 0}
     assert "Preflight of project %s in europe-west1 as %s: ready to deploy" % (project, member) in proc.stdout
     assert re.search(r"Cloud Run serving\s+\$13\.14\s+1 min instance", proc.stdout), proc.stdout
     assert "list price, us-central1/europe-west1, as of" in proc.stdout
@@ -266,3 +267,20 @@ def test_the_playbook_on_target_local_checks_only_the_schema():
     assert proc.returncode != 0 and recap["failed"] == 1
     assert "age: duplicate column name" in proc.stdout
     assert "edit mlops_features / mlops_label" in proc.stdout
+
+
+@pytest.mark.parametrize("setting, message", [
+    ({"mlops_challenger": {"alias": "challenger", "mode": "split"}}, "serving_challenger (mlops_challenger) must be"),
+    ({"mlops_model_stage": "Archived"}, "serving_model_stage (mlops_model_stage) must be null, Production or Staging"),
+    ({"mlops_alert_contact_points": [{"name": "oncall", "type": "pager"}]},
+     "mlops_alert_contact_points[0] (oncall): type must be"),
+])
+def test_the_units_settings_fail_the_playbook_before_any_request(fake, project, unique, setting, message):
+    token, _member = deployer(fake, unique)
+    extra = json.dumps(dict(setting, mlops_gcp_project=project, mlops_gcp_auth_kind="accesstoken",
+                            mlops_gcp_api_endpoints=fake.endpoints))
+    proc, recap = playbook("playbooks/preflight.yml", "-i", "inventories/dev", "-e", extra,
+                           env={"GCP_ACCESS_TOKEN": token})
+    assert proc.returncode != 0 and recap["failed"] == 1
+    assert message in " ".join(proc.stdout.split()), proc.stdout
+    assert fake.requests == []
