@@ -119,8 +119,27 @@ class GcpApiError(Exception):
                    error_info=error_info)
 
 
-class GcpModule(AnsibleModule):
-    """AnsibleModule with the common GCP options and a lazily built API client."""
+class ApiModule(AnsibleModule):
+    """AnsibleModule with a client of one API, built on first use by new_client(), and the failure result of that
+    API's errors (status, reason and method besides the message)."""
+
+    _client = None
+
+    def new_client(self):
+        raise NotImplementedError
+
+    @property
+    def client(self):
+        if self._client is None:
+            self._client = self.new_client()
+        return self._client
+
+    def fail_api(self, error, **kwargs):
+        self.fail_json(msg=str(error), status=error.status, reason=error.reason, method=error.method, **kwargs)
+
+
+class GcpModule(ApiModule):
+    """ApiModule of Google's REST APIs, with the common GCP options."""
 
     def __init__(self, argument_spec, **kwargs):
         spec = dict(COMMON_ARGUMENT_SPEC)
@@ -129,16 +148,9 @@ class GcpModule(AnsibleModule):
         super().__init__(argument_spec=spec, **kwargs)
         if not self.params["project"]:
             self.fail_json(msg="project is required: set the project option or the GCP_PROJECT environment variable")
-        self._client = None
 
-    @property
-    def client(self):
-        if self._client is None:
-            self._client = GcpClient(self)
-        return self._client
-
-    def fail_api(self, error, **kwargs):
-        self.fail_json(msg=str(error), status=error.status, reason=error.reason, method=error.method, **kwargs)
+    def new_client(self):
+        return GcpClient(self)
 
 
 def _credentials(module):

@@ -24,10 +24,10 @@ import time
 import traceback
 from urllib.parse import urlsplit
 
-from ansible.module_utils.basic import AnsibleModule, env_fallback, missing_required_lib
+from ansible.module_utils.basic import env_fallback, missing_required_lib
 
 from ansible_collections.deployml.mlops.plugins.module_utils.gcp import (
-    MAX_BACKOFF, REQUEST_TIMEOUT, RETRYABLE_STATUS, GcpApiError, backoff_delays)
+    MAX_BACKOFF, REQUEST_TIMEOUT, RETRYABLE_STATUS, ApiModule, GcpApiError, backoff_delays)
 from ansible_collections.deployml.mlops.plugins.module_utils.resource import ResourceError
 
 API = "/api/2.0/mlflow"
@@ -112,8 +112,8 @@ def fetch_id_token(audience):
         ) from None
 
 
-class MlflowModule(AnsibleModule):
-    """AnsibleModule with the options that reach an MLflow server, and a lazily built client."""
+class MlflowModule(ApiModule):
+    """ApiModule with the options that reach an MLflow server, and a lazily built client."""
 
     def __init__(self, argument_spec, **kwargs):
         spec = dict(MLFLOW_ARGUMENT_SPEC)
@@ -131,16 +131,9 @@ class MlflowModule(AnsibleModule):
             self.fail_json(msg="tracking_uri must be the http(s) URL of an MLflow tracking server, got %r" % uri)
         if self.params["timeout"] < 0:
             self.fail_json(msg="timeout must be 0 or more seconds, got %d" % self.params["timeout"])
-        self._client = None
 
-    @property
-    def client(self):
-        if self._client is None:
-            self._client = MlflowClient(self)
-        return self._client
-
-    def fail_api(self, error, **kwargs):
-        self.fail_json(msg=str(error), status=error.status, reason=error.reason, method=error.method, **kwargs)
+    def new_client(self):
+        return MlflowClient(self)
 
 
 class MlflowClient:
