@@ -170,6 +170,8 @@ def test_the_first_promotion_and_the_usage_errors(mlflow, dataset, unique):
 
     code, output = promote(mlflow, name)
     assert code != 0 and "Name the candidate with exactly one of -e model_version=N" in output, output
+    code, output = promote(mlflow, name, "-e", "model_version=v2")
+    assert code != 0 and "model_version is v2" in output and "Nothing was changed" in output, output
     code, output = promote(mlflow, name, "-e", "model_version=9")
     assert code != 0 and "has no version 9" in output, output
     code, output = promote(mlflow, name, "-e", "from_alias=challenger")
